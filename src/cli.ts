@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+/**
+ * `xmpp-client-proxy`: reads the configuration from the environment and runs the service.
+ * Exit codes: 0 stopped by a signal; 2 configuration problem (invalid settings, or refused by the server).
+ */
+import { loadConfig } from "./config.js";
+import { createLogger } from "./log.js";
+import { startService } from "./main.js";
+
+const result = loadConfig(process.env);
+if (!result.ok) {
+  process.stderr.write(
+    `xmpp-client-proxy: invalid configuration\n${result.problems.map((problem) => `  ${problem}\n`).join("")}`,
+  );
+  process.exit(2);
+}
+
+const log = createLogger(result.config.logLevel);
+const exit = (code: number) => {
+  log.flush();
+  // Give the asynchronous log destination a moment to drain.
+  setTimeout(() => process.exit(code), 50).unref();
+};
+
+process.on("uncaughtException", (err) => {
+  log.fatal({ err: { message: err.message, stack: err.stack } }, "uncaught exception");
+  exit(1);
+});
+process.on("unhandledRejection", (err) => {
+  log.error({ err: { message: (err as Error)?.message, stack: (err as Error)?.stack } }, "unhandled rejection");
+});
+
+try {
+  const service = await startService(result.config, log, exit);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "stopping");
+    service.stop().then(
+      () => exit(0),
+      () => exit(1),
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+} catch (err) {
+  log.fatal({ err: { message: (err as Error).message } }, "failed to start");
+  exit(1);
+}

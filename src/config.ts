@@ -1,0 +1,184 @@
+/**
+ * Configuration: read once from the environment into a frozen, typed object.
+ *
+ * Every problem is collected and reported at once, one line per problem, each naming the variable. Secret
+ * values (XMPP_PASSWORD, JAT_KEYS) never appear in a message.
+ */
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { jid as parseJid } from "./xmpp/jid.js";
+
+export interface JatKey {
+  readonly kid: string;
+  readonly secret: Buffer;
+}
+
+export interface Config {
+  readonly xmpp: {
+    readonly service: string;
+    readonly domain: string;
+    readonly password: string;
+  };
+  readonly target: string;
+  readonly redis: { readonly url: string; readonly prefix: string } | null;
+  readonly jatKeys: readonly JatKey[];
+  /** True when no JAT_KEYS were given and a random key was made (single replica, in-process store). */
+  readonly jatKeysGenerated: boolean;
+  readonly iqTimeoutMs: number;
+  readonly balance: "random";
+  readonly httpPort: number;
+  readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  readonly reconnect: { readonly minMs: number; readonly maxMs: number; readonly standbyMs: number };
+  readonly sweepIntervalMs: number;
+}
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
+
+const KID = /^[A-Za-z0-9_-]{1,16}$/;
+const MIN_SECRET = 32;
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const schema = z.object({
+  XMPP_SERVICE: z
+    .string({ error: "is required" })
+    .refine((value) => /^xmpp:\/\/[^/:]+:\d{1,5}\/?$/.test(value), "must look like xmpp://host:port"),
+  XMPP_DOMAIN: z
+    .string({ error: "is required" })
+    .refine((value) => isDomain(value), "must be a domain name such as proxy.example.org"),
+  TARGET_JID: z
+    .string({ error: "is required" })
+    .refine((value) => isBareJid(value), "must be a bare JID such as service@example.org"),
+  REDIS_URL: z
+    .string()
+    .refine((value) => /^rediss?:\/\/.+/.test(value), "must start with redis:// or rediss://")
+    .optional(),
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+    .default("xcp"),
+  IQ_TIMEOUT_MS: int(100, 600_000).default(30_000),
+  BALANCE: z.enum(["random"], { error: "must be one of: random" }).default("random"),
+  HTTP_PORT: int(0, 65_535).default(8080),
+  LOG_LEVEL: z
+    .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
+      error: "must be one of: fatal, error, warn, info, debug, trace, silent",
+    })
+    .default("info"),
+  RECONNECT_MIN_MS: int(10, 600_000).default(500),
+  RECONNECT_MAX_MS: int(10, 3_600_000).default(30_000),
+  STANDBY_RETRY_MS: int(10, 600_000).default(2_000),
+  SWEEP_INTERVAL_MS: int(10, 60_000).optional(),
+});
+
+/** Parses the environment. Never throws; never echoes a secret. */
+export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
+  const problems: string[] = [];
+  const clean = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value !== ""),
+  ) as Record<string, string>;
+
+  const password = readSecret(clean, "XMPP_PASSWORD", problems);
+  if (password === undefined) {
+    if (!problems.some((p) => p.startsWith("XMPP_PASSWORD"))) problems.push("XMPP_PASSWORD: is required");
+  } else if (!/^[\x20-\x7e]+$/.test(password)) {
+    // XEP-0114 section 3: the handshake hashes stream id + secret; xmpp.js does so as latin1.
+    problems.push("XMPP_PASSWORD: must be printable ASCII (the XEP-0114 handshake hashes it as bytes)");
+  }
+
+  const rawKeys = readSecret(clean, "JAT_KEYS", problems);
+  const jatKeys = rawKeys === undefined ? [] : parseJatKeys(rawKeys, problems);
+
+  const parsed = schema.safeParse(clean);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${issue.path.join(".")}: ${issue.message}`);
+  }
+  const redisUrl = parsed.success ? parsed.data.REDIS_URL : clean.REDIS_URL;
+  if (redisUrl !== undefined && rawKeys === undefined) {
+    problems.push("JAT_KEYS: is required when REDIS_URL is set (every replica must verify the same tokens)");
+  }
+  if (parsed.success && parsed.data.RECONNECT_MAX_MS < parsed.data.RECONNECT_MIN_MS) {
+    problems.push("RECONNECT_MAX_MS: must not be smaller than RECONNECT_MIN_MS");
+  }
+  if (problems.length > 0 || !parsed.success || password === undefined) {
+    return { ok: false, problems: problems.sort() };
+  }
+
+  const data = parsed.data;
+  const generated = jatKeys.length === 0;
+  const config: Config = {
+    xmpp: { service: data.XMPP_SERVICE.replace(/\/$/, ""), domain: data.XMPP_DOMAIN, password },
+    target: data.TARGET_JID,
+    redis: data.REDIS_URL === undefined ? null : { url: data.REDIS_URL, prefix: data.REDIS_PREFIX },
+    jatKeys: generated ? [{ kid: "local", secret: randomBytes(32) }] : jatKeys,
+    jatKeysGenerated: generated,
+    iqTimeoutMs: data.IQ_TIMEOUT_MS,
+    balance: data.BALANCE,
+    httpPort: data.HTTP_PORT,
+    logLevel: data.LOG_LEVEL,
+    reconnect: { minMs: data.RECONNECT_MIN_MS, maxMs: data.RECONNECT_MAX_MS, standbyMs: data.STANDBY_RETRY_MS },
+    sweepIntervalMs: data.SWEEP_INTERVAL_MS ?? Math.min(1000, Math.max(50, Math.floor(data.IQ_TIMEOUT_MS / 10))),
+  };
+  return { ok: true, config: deepFreeze(config) };
+}
+
+/** NAME or NAME_FILE (a mounted Kubernetes secret); trailing newlines of the file are dropped. */
+function readSecret(env: Record<string, string>, name: string, problems: string[]): string | undefined {
+  const direct = env[name];
+  const file = env[`${name}_FILE`];
+  if (direct !== undefined && file !== undefined) {
+    problems.push(`${name}: set either ${name} or ${name}_FILE, not both`);
+    return undefined;
+  }
+  if (file === undefined) return direct;
+  try {
+    const value = readFileSync(file, "utf8").replace(/[\r\n]+$/, "");
+    if (value === "") problems.push(`${name}_FILE: the file ${file} is empty`);
+    return value === "" ? undefined : value;
+  } catch (err) {
+    problems.push(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? "error"})`);
+    return undefined;
+  }
+}
+
+/** JAT_KEYS: `kid:secret,kid:secret`; the first signs, all verify. */
+function parseJatKeys(raw: string, problems: string[]): JatKey[] {
+  const keys: JatKey[] = [];
+  const entries = raw.split(",").map((entry) => entry.trim());
+  entries.forEach((entry, index) => {
+    const colon = entry.indexOf(":");
+    const kid = colon < 0 ? "" : entry.slice(0, colon);
+    const secret = colon < 0 ? "" : entry.slice(colon + 1);
+    const where = `JAT_KEYS: entry ${index + 1}`;
+    if (colon < 0) problems.push(`${where} must be kid:secret`);
+    else if (!KID.test(kid)) problems.push(`${where} has a key id that is not 1-16 of A-Z a-z 0-9 _ -`);
+    else if (secret.length < MIN_SECRET) problems.push(`${where} (${kid}) has a secret shorter than 32 characters`);
+    else if (keys.some((key) => key.kid === kid)) problems.push(`${where} repeats the key id ${kid}`);
+    else keys.push({ kid, secret: Buffer.from(secret, "utf8") });
+  });
+  return keys;
+}
+
+function isDomain(value: string): boolean {
+  const parsed = parseJid(value);
+  return parsed !== null && parsed.local === "" && parsed.resource === "" && /^[^\s@/]+$/.test(value);
+}
+
+function isBareJid(value: string): boolean {
+  const parsed = parseJid(value);
+  return parsed !== null && parsed.local !== "" && parsed.resource === "";
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Buffer.isBuffer(value)) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

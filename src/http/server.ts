@@ -1,0 +1,56 @@
+/**
+ * Health endpoints for Kubernetes probes:
+ * - /healthz: the process is alive (200).
+ * - /readyz: 200 only when connected to the XMPP server and the store answers; otherwise 503 with the reason.
+ */
+import { createServer, type Server } from "node:http";
+import type { Logger } from "pino";
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reason?: string;
+}
+
+export interface HttpDeps {
+  port: number;
+  host?: string;
+  readiness: () => Promise<Readiness>;
+  log: Logger;
+}
+
+export function createHttpServer({ port, host = "0.0.0.0", readiness, log }: HttpDeps) {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    const reply = (status: number, body: object) => {
+      res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    if (req.method !== "GET" && req.method !== "HEAD") return reply(405, { error: "method not allowed" });
+    if (path === "/healthz") return reply(200, { status: "ok" });
+    if (path === "/readyz") {
+      readiness().then(
+        (state) => reply(state.ready ? 200 : 503, state.ready ? { status: "ready" } : { status: "not ready", reason: state.reason }),
+        (err: Error) => reply(503, { status: "not ready", reason: err.message }),
+      );
+      return;
+    }
+    reply(404, { error: "not found" });
+  });
+
+  return {
+    listen(): Promise<number> {
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          const address = server.address();
+          const bound = typeof address === "object" && address ? address.port : port;
+          log.info({ port: bound }, "HTTP endpoints listening");
+          resolve(bound);
+        });
+      });
+    },
+    close(): Promise<void> {
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}

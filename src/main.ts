@@ -1,0 +1,126 @@
+/**
+ * Wiring only: XMPP in -> routing decision -> store -> XMPP out.
+ */
+import type { Element } from "@xmpp/xml";
+import type { Logger } from "pino";
+import type { Config } from "./config.js";
+import { createHttpServer } from "./http/server.js";
+import { createJat } from "./jat/token.js";
+import { createAnswerer } from "./proxy/answer.js";
+import { createForwarder } from "./proxy/forward.js";
+import { createInbound } from "./proxy/inbound.js";
+import { createPresence } from "./proxy/presence.js";
+import { createReplier } from "./proxy/reply.js";
+import { createSweeper } from "./proxy/sweeper.js";
+import { createBalancer } from "./routing/balance.js";
+import { createKeys } from "./store/keys.js";
+import { createMemoryStore } from "./store/memory.js";
+import { createRedisClient } from "./store/redis-client.js";
+import { createRedisStore } from "./store/redis.js";
+import type { Store } from "./store/types.js";
+import { createXmppConnection } from "./xmpp/connection.js";
+import { normalizeBare } from "./xmpp/jid.js";
+
+export interface Service {
+  /** The bound HTTP port. */
+  readonly httpPort: number;
+  stop(): Promise<void>;
+}
+
+export async function startService(config: Config, log: Logger, onFatal: (code: number) => void): Promise<Service> {
+  const { domain } = config.xmpp;
+  const target = normalizeBare(config.target);
+  const clock = Date.now;
+  const store = createStore(config, log);
+  const jat = createJat({ domain, keys: config.jatKeys });
+
+  let sendStanza: (stanza: Element) => boolean = () => false;
+  const send = (stanza: Element) => sendStanza(stanza);
+  const answerError = createAnswerer({ send, domain });
+  const presence = createPresence({ store, send, clock, domain, target, log });
+  const inbound = createInbound({
+    ctx: { domain, target },
+    forward: createForwarder({
+      store,
+      jat,
+      send,
+      answerError,
+      pick: createBalancer(config.balance),
+      clock,
+      domain,
+      target,
+      timeoutMs: config.iqTimeoutMs,
+      log,
+    }),
+    reply: createReplier({ store, jat, send, clock, log }),
+    presence,
+    answerError,
+    log,
+  });
+
+  const connection = createXmppConnection({
+    ...config.xmpp,
+    backoff: config.reconnect,
+    log,
+    onStanza: inbound,
+    onFatal: () => onFatal(2),
+  });
+  sendStanza = connection.send;
+  connection.on("online", () => void presence.onOnline());
+
+  const sweeper = createSweeper({
+    store,
+    answerError,
+    canSend: () => connection.state === "connected",
+    clock,
+    intervalMs: config.sweepIntervalMs,
+    log,
+  });
+
+  const http = createHttpServer({
+    port: config.httpPort,
+    readiness: async () => {
+      if (connection.state !== "connected") return { ready: false, reason: `xmpp ${connection.state}` };
+      try {
+        await store.ping();
+        return { ready: true };
+      } catch {
+        return { ready: false, reason: "store unavailable" };
+      }
+    },
+    log,
+  });
+  const httpPort = await http.listen();
+
+  log.info(
+    {
+      domain,
+      target,
+      service: config.xmpp.service,
+      store: config.redis ? "redis" : "memory",
+      jatKeyIds: config.jatKeys.map((key) => key.kid),
+      iqTimeoutMs: config.iqTimeoutMs,
+    },
+    "starting",
+  );
+  if (config.jatKeysGenerated) log.info("no JAT_KEYS given: tokens are signed with a random key of this process");
+  sweeper.start();
+  connection.start();
+
+  return {
+    httpPort,
+    async stop() {
+      sweeper.stop();
+      presence.stop();
+      await connection.stop();
+      await http.close();
+      await store.close();
+    },
+  };
+}
+
+function createStore(config: Config, log: Logger): Store {
+  if (!config.redis) return createMemoryStore({});
+  const redis = createRedisClient({ url: config.redis.url, log });
+  return createRedisStore({ redis, keys: createKeys(config.redis.prefix, config.xmpp.domain) });
+}

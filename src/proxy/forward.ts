@@ -1,0 +1,65 @@
+/**
+ * Requester -> implementing client. The request keeps its id, type, xml:lang and payload; its `from` becomes
+ * `XMPP_DOMAIN/<token>` and it goes to the resource the store chose while recording it as pending.
+ */
+import type { Element } from "@xmpp/xml";
+import type { Logger } from "pino";
+import type { Jat } from "../jat/token.js";
+import type { Decision } from "../routing/classify.js";
+import type { Store } from "../store/types.js";
+import { readdress } from "../xmpp/stanzas.js";
+import type { AnswerError, Send } from "./answer.js";
+
+type ForwardDecision = Extract<Decision, { kind: "forward" }>;
+
+export interface ForwarderDeps {
+  store: Store;
+  jat: Jat;
+  send: Send;
+  answerError: AnswerError;
+  pick: () => number;
+  clock: () => number;
+  domain: string;
+  target: string;
+  timeoutMs: number;
+  log: Logger;
+}
+
+export function createForwarder(deps: ForwarderDeps) {
+  const { store, jat, send, answerError, pick, clock, domain, target, timeoutMs, log } = deps;
+
+  return async function forward(stanza: Element, decision: ForwardDecision): Promise<void> {
+    const { requester, id, type, to } = decision;
+    const request = { name: "iq", id, from: requester, to };
+    const token = jat.sign(requester);
+    if (token === null) {
+      log.debug({ requester, id }, "requester address too long for a token");
+      answerError(request, "requesterTooLong");
+      return;
+    }
+    const now = clock();
+    let result: Awaited<ReturnType<Store["forward"]>>;
+    try {
+      result = await store.forward({ requester, id, to, type, now, deadline: now + timeoutMs, pick: pick() });
+    } catch (err) {
+      log.warn({ err: { message: (err as Error).message } }, "store unavailable: request refused");
+      answerError(request, "storeUnavailable");
+      return;
+    }
+    switch (result.status) {
+      case "no-resource":
+        log.debug({ requester, id }, "no resource online");
+        answerError(request, "noResource");
+        return;
+      case "duplicate":
+        log.debug({ requester, id }, "duplicate request id while pending");
+        answerError(request, "duplicateId");
+        return;
+      case "forwarded":
+        log.debug({ requester, id, resource: result.resource }, "forwarded");
+        // If the connection dropped meanwhile, the record stays pending and the sweep answers it.
+        send(readdress(stanza, `${target}/${result.resource}`, `${domain}/${token}`));
+        return;
+    }
+  };
+}

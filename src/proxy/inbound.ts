@@ -1,0 +1,58 @@
+/**
+ * The entry of every stanza: view it, decide (routing/classify), act. Each action catches its own failures:
+ * a stanza never crashes the process.
+ */
+import type { Element } from "@xmpp/xml";
+import type { Logger } from "pino";
+import { classify, type RoutingContext, type StanzaView } from "../routing/classify.js";
+import type { AnswerError } from "./answer.js";
+import type { createForwarder } from "./forward.js";
+import type { PresenceTracker } from "./presence.js";
+import type { createReplier } from "./reply.js";
+
+export interface InboundDeps {
+  ctx: RoutingContext;
+  forward: ReturnType<typeof createForwarder>;
+  reply: ReturnType<typeof createReplier>;
+  presence: PresenceTracker;
+  answerError: AnswerError;
+  log: Logger;
+}
+
+export function viewOf(stanza: Element): StanzaView {
+  let childElements = 0;
+  for (const child of stanza.children) if (typeof child !== "string") childElements++;
+  const { type, id, from, to } = stanza.attrs;
+  return { name: stanza.name, type, id, from, to, childElements };
+}
+
+export function createInbound({ ctx, forward, reply, presence, answerError, log }: InboundDeps) {
+  const fail = (err: unknown) =>
+    log.error({ err: { message: (err as Error).message, stack: (err as Error).stack } }, "stanza handling failed");
+
+  return function inbound(stanza: Element): void {
+    const view = viewOf(stanza);
+    const decision = classify(view, ctx);
+    switch (decision.kind) {
+      case "forward":
+        forward(stanza, decision).catch(fail);
+        return;
+      case "reply":
+        reply(stanza, decision).catch(fail);
+        return;
+      case "reject":
+        log.debug({ from: view.from, id: view.id, error: decision.error }, "request rejected");
+        answerError({ name: view.name, id: view.id, from: view.from ?? "", to: view.to ?? ctx.domain }, decision.error);
+        return;
+      case "target-presence":
+        presence.handle(decision).catch(fail);
+        return;
+      case "decline-subscription":
+        presence.decline(decision.from);
+        return;
+      case "drop":
+        log.debug({ name: view.name, type: view.type, from: view.from, reason: decision.reason }, "stanza dropped");
+        return;
+    }
+  };
+}

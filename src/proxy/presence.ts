@@ -1,0 +1,96 @@
+/**
+ * Presence of the implementing account (RFC 6121 sections 3 and 4), kept in the store per resource.
+ *
+ * On every (re)connect the component sends `subscribe`: the server answers with `subscribed` and the current
+ * presence of each online resource once the account has approved it. A probe is sent only after approval is
+ * known: Prosody answers a probe from a non-subscriber with `unsubscribed`, which deletes the pending request.
+ */
+import type { Logger } from "pino";
+import type { Decision } from "../routing/classify.js";
+import type { Store } from "../store/types.js";
+import { presence } from "../xmpp/stanzas.js";
+import type { Send } from "./answer.js";
+
+type TargetPresence = Extract<Decision, { kind: "target-presence" }>;
+
+export interface PresenceDeps {
+  store: Store;
+  send: Send;
+  clock: () => number;
+  domain: string;
+  target: string;
+  log: Logger;
+  /** How often to probe again while connected, refreshing the store's view. */
+  reprobeMs?: number;
+}
+
+export function createPresence({ store, send, clock, domain, target, log, reprobeMs = 5 * 60_000 }: PresenceDeps) {
+  let approved = false;
+  let reprobe: NodeJS.Timeout | undefined;
+
+  const probe = () => send(presence("probe", target, domain));
+
+  async function approve(): Promise<void> {
+    if (approved) return;
+    approved = true;
+    await store.setSubscriptionApproved(true);
+  }
+
+  async function handle(decision: TargetPresence): Promise<void> {
+    const { type, resource } = decision;
+    switch (type) {
+      case "available":
+        await approve();
+        if (resource !== "") await store.resourceAvailable(resource, clock());
+        return;
+      case "unavailable":
+      case "error":
+        log.debug({ resource, type }, "target resource gone");
+        await (resource === "" ? store.clearResources() : store.resourceUnavailable(resource));
+        return;
+      case "subscribed":
+        log.info({ target }, "subscription to the implementing account approved");
+        await approve();
+        probe();
+        return;
+      case "unsubscribed":
+        log.warn({ target }, "the implementing account refused or cancelled the subscription");
+        approved = false;
+        await store.setSubscriptionApproved(false);
+        await store.clearResources();
+        return;
+      case "subscribe":
+        // The implementing account may follow the component's presence; allow it.
+        send(presence("subscribed", target, domain));
+        return;
+      default:
+        return;
+    }
+  }
+
+  return {
+    handle,
+    /** RFC 6121 section 3.2: subscription requests from anyone but the target are declined. */
+    decline(from: string): void {
+      send(presence("unsubscribed", from, domain));
+    },
+    /** After every (re)connect: re-subscribe, and probe once approval is known (in this or another replica). */
+    async onOnline(): Promise<void> {
+      send(presence("subscribe", target, domain));
+      clearInterval(reprobe);
+      reprobe = setInterval(() => approved && probe(), reprobeMs);
+      reprobe.unref();
+      try {
+        approved = approved || (await store.subscriptionApproved());
+        if (approved) probe();
+      } catch (err) {
+        log.warn({ err: { message: (err as Error).message } }, "store unavailable: presence not probed");
+      }
+    },
+    stop(): void {
+      clearInterval(reprobe);
+    },
+  };
+}
+
+export type PresenceTracker = ReturnType<typeof createPresence>;

@@ -1,0 +1,82 @@
+/**
+ * What to do with a stanza addressed to the component: a pure decision, no I/O.
+ *
+ * RFC 6120 section 8.2.3: a get or set gets exactly one answer; a result or an error is never answered.
+ */
+import type { ErrorName } from "../xmpp/errors.js";
+import { bareOf, domainOf, resourceOf } from "../xmpp/jid.js";
+
+export interface StanzaView {
+  readonly name: string;
+  readonly type: string | undefined;
+  readonly id: string | undefined;
+  readonly from: string | undefined;
+  readonly to: string | undefined;
+  /** Number of child elements (text nodes do not count). */
+  readonly childElements: number;
+}
+
+export interface RoutingContext {
+  /** XMPP_DOMAIN. */
+  readonly domain: string;
+  /** TARGET_JID, normalised bare JID of the implementing account. */
+  readonly target: string;
+}
+
+export type Decision =
+  /** An IQ request to forward to a resource of the implementing account. */
+  | { kind: "forward"; requester: string; id: string; type: "get" | "set"; to: string }
+  /** An answer from the implementing account to a translated address `domain/<token>`. */
+  | { kind: "reply"; token: string; id: string; resource: string }
+  /** Answer the sender with this error, from the address it wrote to. */
+  | { kind: "reject"; error: ErrorName }
+  /** Presence of the implementing account (RFC 6121 section 4). */
+  | { kind: "target-presence"; type: string; resource: string }
+  /** RFC 6121 section 3.2: a subscription request from anyone else; it is declined. */
+  | { kind: "decline-subscription"; from: string }
+  | { kind: "drop"; reason: DropReason };
+
+export type DropReason =
+  | "no-from"
+  | "unknown"
+  | "presence"
+  | "error-message"
+  | "not-for-domain"
+  | "bad-answer";
+
+export function classify(stanza: StanzaView, ctx: RoutingContext): Decision {
+  const { from, to } = stanza;
+  if (!from || !to) return { kind: "drop", reason: "no-from" };
+  if (domainOf(to) !== ctx.domain) return { kind: "drop", reason: "not-for-domain" };
+  const fromTarget = bareOf(from) === ctx.target;
+  switch (stanza.name) {
+    case "iq":
+      return classifyIq(stanza, from, to, fromTarget, ctx);
+    case "message":
+      // RFC 6120 section 8.3.1: never answer an error with an error.
+      return stanza.type === "error" ? { kind: "drop", reason: "error-message" } : { kind: "reject", error: "message" };
+    case "presence":
+      if (fromTarget) return { kind: "target-presence", type: stanza.type ?? "available", resource: resourceOf(from) };
+      if (stanza.type === "subscribe") return { kind: "decline-subscription", from: bareOf(from) };
+      return { kind: "drop", reason: "presence" };
+    default:
+      return { kind: "drop", reason: "unknown" };
+  }
+}
+
+function classifyIq(stanza: StanzaView, from: string, to: string, fromTarget: boolean, ctx: RoutingContext): Decision {
+  const { type, id } = stanza;
+  if (type === "result" || type === "error") {
+    const token = resourceOf(to);
+    const resource = resourceOf(from);
+    if (!fromTarget || token === "" || resource === "" || id === undefined || bareOf(to) !== ctx.domain) {
+      return { kind: "drop", reason: "bad-answer" };
+    }
+    return { kind: "reply", token, id, resource };
+  }
+  if ((type !== "get" && type !== "set") || !id || stanza.childElements !== 1) {
+    return { kind: "reject", error: "badRequest" };
+  }
+  if (fromTarget) return { kind: "reject", error: "requestFromTarget" };
+  return { kind: "forward", requester: from, id, type, to };
+}

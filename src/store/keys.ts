@@ -1,0 +1,34 @@
+/**
+ * Every Redis key of the service is built here.
+ *
+ * All keys of one component domain share the hash tag `{domain}`, so each Lua script touches a single slot and
+ * works on Redis Cluster. The prefix (REDIS_PREFIX) lets several deployments share one Redis.
+ */
+export interface Keys {
+  /** Hash: resource of the implementing account -> epoch ms it was last seen available. */
+  readonly resources: string;
+  /** String "1" when the implementing account approved the component's subscription. */
+  readonly subscription: string;
+  /** Sorted set: pending request member -> deadline (epoch ms). Any replica sweeps it. */
+  readonly deadlines: string;
+  /** Prefix of the pending request records; the Lua scripts append a member to it. */
+  readonly recordPrefix: string;
+  /** Hash: one pending (or recently answered) request. */
+  record(member: string): string;
+  /** The deadline index member of a request: the requester's full JID, a newline, the IQ id. */
+  member(requester: string, id: string): string;
+}
+
+export function createKeys(prefix: string, domain: string): Keys {
+  const base = `${prefix}:{${domain}}:`;
+  const recordPrefix = `${base}req:`;
+  return Object.freeze({
+    resources: `${base}resources`,
+    subscription: `${base}subscription`,
+    deadlines: `${base}deadlines`,
+    recordPrefix,
+    record: (member: string) => recordPrefix + member,
+    // RFC 7622: no part of a JID may contain a control character, so the first newline ends the requester.
+    member: (requester: string, id: string) => `${requester}\n${id}`,
+  });
+}

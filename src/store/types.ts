@@ -1,0 +1,121 @@
+/**
+ * The shared state of all replicas serving one component domain.
+ *
+ * Two implementations satisfy this interface and one shared test suite: Redis (many replicas) and in-process
+ * (a single replica). Every method that changes more than one thing is atomic: in Redis it is one Lua script.
+ */
+
+/** RFC 6120 8.2.3: the two IQ types that are requests and must get exactly one answer. */
+export type IqRequestType = "get" | "set";
+
+/** A request forwarded to a resource of the implementing client and not yet answered. */
+export interface PendingRequest {
+  /** Full JID of the requester, as stamped by the server. */
+  readonly requester: string;
+  /** The requester's IQ id; ids are unique only per sender, so (requester, id) is the key. */
+  readonly id: string;
+  /** The address the request was sent to; the answer is sent from exactly this address. */
+  readonly to: string;
+  readonly type: IqRequestType;
+  /** The resource of the implementing account the request was forwarded to. */
+  readonly resource: string;
+  /** Epoch milliseconds after which the requester gets a timeout error. */
+  readonly deadline: number;
+}
+
+export interface ForwardInput {
+  readonly requester: string;
+  readonly id: string;
+  readonly to: string;
+  readonly type: IqRequestType;
+  readonly now: number;
+  readonly deadline: number;
+  /**
+   * A number in [0, 1) that chooses the resource: the online resources are sorted by name and the one at
+   * index floor(pick * count) is taken. The balancing strategy decides the number; the store applies it
+   * atomically with the record.
+   */
+  readonly pick: number;
+}
+
+export type ForwardResult =
+  | { readonly status: "forwarded"; readonly resource: string }
+  /** No resource of the implementing account is online. Nothing was recorded. */
+  | { readonly status: "no-resource" }
+  /** A request with the same (requester, id) is still pending. Nothing was changed. */
+  | { readonly status: "duplicate" };
+
+export interface ClaimInput {
+  readonly requester: string;
+  readonly id: string;
+  /** The resource of the implementing account the reply came from. */
+  readonly resource: string;
+  readonly now: number;
+}
+
+export type ClaimResult =
+  /** This caller, and no other, now owns the answer. */
+  | { readonly status: "claimed"; readonly request: PendingRequest }
+  /** Never pending here, or its record is gone. */
+  | { readonly status: "unknown" }
+  /** Already answered by an earlier reply. */
+  | { readonly status: "duplicate" }
+  /** Already answered with a timeout error. */
+  | { readonly status: "late" }
+  /** Pending, but forwarded to another resource: the reply is not accepted and the request stays pending. */
+  | { readonly status: "wrong-resource" };
+
+export interface Store {
+  /** RFC 6121 4.2: available presence from a resource of the implementing account. */
+  resourceAvailable(resource: string, now: number): Promise<void>;
+  /** RFC 6121 4.5: unavailable presence (or a presence error) from one resource. */
+  resourceUnavailable(resource: string): Promise<void>;
+  /** Forget every resource (unavailable or error presence from the bare JID, subscription cancelled). */
+  clearResources(): Promise<void>;
+  /** The online resources, sorted by name. */
+  onlineResources(): Promise<string[]>;
+
+  /** RFC 6121 3.1: whether the implementing account approved the component's subscription. */
+  setSubscriptionApproved(approved: boolean): Promise<void>;
+  subscriptionApproved(): Promise<boolean>;
+
+  /** Choose an online resource and record the request as pending, atomically. */
+  forward(input: ForwardInput): Promise<ForwardResult>;
+  /** Accept a reply: claims the pending request exactly once, only from the resource it was sent to. */
+  claimReply(input: ClaimInput): Promise<ClaimResult>;
+  /**
+   * Claim up to `limit` requests whose deadline is at or before `now`, atomically: a request returned here is
+   * returned to no other caller, and a reply arriving afterwards is `late`. Records already gone are skipped.
+   */
+  claimExpired(now: number, limit: number): Promise<PendingRequest[]>;
+  /** How many requests are pending. */
+  pendingCount(): Promise<number>;
+
+  /** Resolves when the store answers; rejects at once (never hangs) when it cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Safety-net lifetimes. The deadline index, not these, drives timeouts. */
+export interface StoreTtls {
+  /** How long a pending record outlives its deadline before Redis deletes it anyway. */
+  readonly recordGraceMs: number;
+  /** How long an answered record is kept to tell a duplicate or late reply from an unknown one. */
+  readonly tombstoneMs: number;
+  /** How long the resource set and subscription flag live without being written. */
+  readonly presenceMs: number;
+}
+
+export const DEFAULT_TTLS: StoreTtls = Object.freeze({
+  recordGraceMs: 10 * 60_000,
+  tombstoneMs: 5 * 60_000,
+  presenceMs: 24 * 60 * 60_000,
+});
+
+/** Thrown by a store that cannot be reached, so callers can answer with a `wait` error at once. */
+export class StoreUnavailableError extends Error {
+  override readonly name = "StoreUnavailableError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * Every stanza error this service sends, in one table (RFC 6120 section 8.3). The README's error table is
+ * written from this one.
+ */
+import type { Element } from "@xmpp/xml";
+import { xml } from "@xmpp/component";
+
+export const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+export interface StanzaErrorSpec {
+  /** RFC 6120 section 8.3.2: how the requester should react. */
+  readonly type: "cancel" | "wait" | "modify" | "auth";
+  /** RFC 6120 section 8.3.3 defined condition. */
+  readonly condition: string;
+  readonly text: string;
+}
+
+export const ERRORS = Object.freeze({
+  /** No resource of the implementing account is online (as mod_client_proxy answers). */
+  noResource: {
+    type: "cancel",
+    condition: "service-unavailable",
+    text: "No resource of the implementing client is online",
+  },
+  /** The implementing client did not answer within IQ_TIMEOUT_MS (as Prosody's component bounce). */
+  timeout: {
+    type: "wait",
+    condition: "remote-server-timeout",
+    text: "The implementing client did not answer in time",
+  },
+  /** The shared store could not be reached: nothing was forwarded, retry later. */
+  storeUnavailable: {
+    type: "wait",
+    condition: "internal-server-error",
+    text: "The proxy's request store is unavailable; retry later",
+  },
+  /** A request with this id from this requester is still pending. */
+  duplicateId: {
+    type: "cancel",
+    condition: "conflict",
+    text: "A request with this id from this address is already pending",
+  },
+  /** The requester's full JID is too long to be carried in a token. */
+  requesterTooLong: {
+    type: "cancel",
+    condition: "not-acceptable",
+    text: "The requesting address is too long to be translated by the proxy",
+  },
+  /** The implementing account itself sent a request to the proxy. */
+  requestFromTarget: {
+    type: "cancel",
+    condition: "feature-not-implemented",
+    text: "The implementing client cannot send requests through the proxy",
+  },
+  /** Messages are not proxied, only IQ requests. */
+  message: {
+    type: "cancel",
+    condition: "feature-not-implemented",
+    text: "The proxy forwards IQ requests only",
+  },
+  /** RFC 6120 section 8.2.3: an IQ get/set must carry an id and exactly one child element. */
+  badRequest: {
+    type: "modify",
+    condition: "bad-request",
+    text: "An IQ request needs an id, a type of get or set, and exactly one child element",
+  },
+} satisfies Record<string, StanzaErrorSpec>);
+
+export type ErrorName = keyof typeof ERRORS;
+
+/**
+ * The error answer to a stanza (RFC 6120 section 8.3.1): same name and id, addresses swapped, type "error",
+ * the `by` attribute naming the proxy that generated it.
+ */
+export function errorReply(
+  request: { name: string; id: string | undefined; from: string; to: string },
+  spec: StanzaErrorSpec,
+  by: string,
+): Element {
+  return xml(
+    request.name,
+    { type: "error", id: request.id, to: request.from, from: request.to },
+    xml(
+      "error",
+      { type: spec.type, by },
+      xml(spec.condition, { xmlns: NS_STANZAS }),
+      xml("text", { xmlns: NS_STANZAS, "xml:lang": "en" }, spec.text),
+    ),
+  );
+}

@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { decodeToken } from "../../src/index.js";
+import { createJat, MAX_TOKEN_OCTETS } from "../../src/jat/token.js";
+
+const key = (kid: string, fill: string) => ({ kid, secret: Buffer.from(fill.repeat(32)) });
+const domain = "proxy.example.org";
+
+describe("JAT token", () => {
+  const jat = createJat({ domain, keys: [key("k1", "a")] });
+
+  it("round-trips a requester and is readable without the key", () => {
+    const requester = "user@example.org/phone";
+    const token = jat.sign(requester);
+    assert.ok(token);
+    assert.match(token, /^j1\.k1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$/);
+    assert.equal(jat.verify(token), requester);
+    assert.deepEqual(decodeToken(token), { version: "j1", kid: "k1", requester });
+    assert.deepEqual(decodeToken(`${domain}/${token}`)?.requester, requester);
+  });
+
+  it("is ASCII even for a non-ASCII requester, with '/' and '@' in the resource", () => {
+    const requester = "jürgen@exämple.org/ホーム/with@at";
+    const token = jat.sign(requester);
+    assert.ok(token);
+    assert.match(token, /^[\x21-\x7e]+$/);
+    assert.equal(jat.verify(token), requester);
+    assert.equal(decodeToken(token)?.requester, requester);
+  });
+
+  it("rejects forged, altered, truncated and oversized tokens", () => {
+    const token = jat.sign("user@example.org/a") ?? "";
+    const other = createJat({ domain, keys: [key("k1", "b")] });
+    assert.equal(jat.verify(other.sign("user@example.org/a") ?? ""), null, "signed with another secret");
+    const parts = token.split(".");
+    const swapped = [parts[0], parts[1], Buffer.from("admin@example.org/x").toString("base64url"), parts[3]].join(".");
+    assert.equal(jat.verify(swapped), null, "requester replaced");
+    assert.equal(jat.verify(token.slice(0, -1)), null, "truncated mac");
+    assert.equal(jat.verify(`${token}A`), null, "extended mac");
+    assert.equal(jat.verify("j1.k1.AAAA.".padEnd(5000, "A")), null, "oversized");
+    assert.equal(jat.verify(""), null);
+    assert.equal(jat.verify("not a token"), null);
+    assert.equal(jat.verify(token.replace("j1.", "j2.")), null, "unknown version");
+    assert.equal(jat.verify(token.replace(".k1.", ".k9.")), null, "unknown key id");
+  });
+
+  it("binds the token to the proxy domain", () => {
+    const elsewhere = createJat({ domain: "other.example.org", keys: [key("k1", "a")] });
+    assert.equal(jat.verify(elsewhere.sign("user@example.org/a") ?? ""), null);
+  });
+
+  it("rotates keys: the first signs, every listed key verifies", () => {
+    const old = createJat({ domain, keys: [key("old", "o")] });
+    const rotated = createJat({ domain, keys: [key("new", "n"), key("old", "o")] });
+    const oldToken = old.sign("user@example.org/a") ?? "";
+    assert.equal(rotated.verify(oldToken), "user@example.org/a");
+    const newToken = rotated.sign("user@example.org/a") ?? "";
+    assert.equal(decodeToken(newToken)?.kid, "new");
+    assert.equal(old.verify(newToken), null);
+  });
+
+  it("refuses requesters too long for a resourcepart and never makes an oversized token", () => {
+    const fits = `u@example.org/${"r".repeat(jat.maxRequesterOctets - 14)}`;
+    const token = jat.sign(fits);
+    assert.ok(token);
+    assert.ok(Buffer.byteLength(token) <= MAX_TOKEN_OCTETS);
+    assert.equal(jat.verify(token), fits);
+    assert.equal(jat.sign(`${fits}x`), null);
+    assert.equal(jat.sign(`u@example.org/${"é".repeat(600)}`), null);
+  });
+
+  it("decodeToken rejects what is not a token", () => {
+    assert.equal(decodeToken("proxy.example.org"), null);
+    assert.equal(decodeToken("proxy.example.org/plain-resource"), null);
+    assert.equal(decodeToken(`j1.k1.${"A".repeat(2000)}.${"A".repeat(22)}`), null);
+  });
+});
