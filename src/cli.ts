@@ -27,7 +27,10 @@ process.on("uncaughtException", (err) => {
   exit(1);
 });
 process.on("unhandledRejection", (err) => {
-  log.error({ err: { message: (err as Error)?.message, stack: (err as Error)?.stack } }, "unhandled rejection");
+  log.error(
+    { err: { message: (err as Error)?.message, stack: (err as Error)?.stack } },
+    "unhandled rejection",
+  );
 });
 
 try {

@@ -122,8 +122,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
     balance: data.BALANCE,
     httpPort: data.HTTP_PORT,
     logLevel: data.LOG_LEVEL,
-    reconnect: { minMs: data.RECONNECT_MIN_MS, maxMs: data.RECONNECT_MAX_MS, standbyMs: data.STANDBY_RETRY_MS },
-    sweepIntervalMs: data.SWEEP_INTERVAL_MS ?? Math.min(1000, Math.max(50, Math.floor(data.IQ_TIMEOUT_MS / 10))),
+    reconnect: {
+      minMs: data.RECONNECT_MIN_MS,
+      maxMs: data.RECONNECT_MAX_MS,
+      standbyMs: data.STANDBY_RETRY_MS,
+    },
+    sweepIntervalMs:
+      data.SWEEP_INTERVAL_MS ?? Math.min(1000, Math.max(50, Math.floor(data.IQ_TIMEOUT_MS / 10))),
   };
   return { ok: true, config: deepFreeze(config) };
 }
@@ -158,7 +163,8 @@ function parseJatKeys(raw: string, problems: string[]): JatKey[] {
     const where = `JAT_KEYS: entry ${index + 1}`;
     if (colon < 0) problems.push(`${where} must be kid:secret`);
     else if (!KID.test(kid)) problems.push(`${where} has a key id that is not 1-16 of A-Z a-z 0-9 _ -`);
-    else if (secret.length < MIN_SECRET) problems.push(`${where} (${kid}) has a secret shorter than 32 characters`);
+    else if (secret.length < MIN_SECRET)
+      problems.push(`${where} (${kid}) has a secret shorter than 32 characters`);
     else if (keys.some((key) => key.kid === kid)) problems.push(`${where} repeats the key id ${kid}`);
     else keys.push({ kid, secret: Buffer.from(secret, "utf8") });
   });

@@ -15,8 +15,8 @@ import { createSweeper } from "./proxy/sweeper.js";
 import { createBalancer } from "./routing/balance.js";
 import { createKeys } from "./store/keys.js";
 import { createMemoryStore } from "./store/memory.js";
-import { createRedisClient } from "./store/redis-client.js";
 import { createRedisStore } from "./store/redis.js";
+import { createRedisClient } from "./store/redis-client.js";
 import type { Store } from "./store/types.js";
 import { createXmppConnection } from "./xmpp/connection.js";
 import { normalizeBare } from "./xmpp/jid.js";
@@ -27,11 +27,15 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-export async function startService(config: Config, log: Logger, onFatal: (code: number) => void): Promise<Service> {
+export async function startService(
+  config: Config,
+  log: Logger,
+  onFatal: (code: number) => void,
+): Promise<Service> {
   const { domain } = config.xmpp;
   const target = normalizeBare(config.target);
   const clock = Date.now;
-  const store = createStore(config, log);
+  const { store, onStoreReconnect } = createStore(config, log);
   const jat = createJat({ domain, keys: config.jatKeys });
 
   let sendStanza: (stanza: Element) => boolean = () => false;
@@ -67,6 +71,10 @@ export async function startService(config: Config, log: Logger, onFatal: (code: 
   });
   sendStanza = connection.send;
   connection.on("online", () => void presence.onOnline());
+  // A Redis that comes back may have lost the resource set: ask the server again.
+  onStoreReconnect(() => {
+    if (connection.state === "connected") void presence.onOnline();
+  });
 
   const sweeper = createSweeper({
     store,
@@ -103,7 +111,8 @@ export async function startService(config: Config, log: Logger, onFatal: (code: 
     },
     "starting",
   );
-  if (config.jatKeysGenerated) log.info("no JAT_KEYS given: tokens are signed with a random key of this process");
+  if (config.jatKeysGenerated)
+    log.info("no JAT_KEYS given: tokens are signed with a random key of this process");
   sweeper.start();
   connection.start();
 
@@ -119,8 +128,19 @@ export async function startService(config: Config, log: Logger, onFatal: (code: 
   };
 }
 
-function createStore(config: Config, log: Logger): Store {
-  if (!config.redis) return createMemoryStore({});
+function createStore(
+  config: Config,
+  log: Logger,
+): { store: Store; onStoreReconnect: (fn: () => void) => void } {
+  if (!config.redis) return { store: createMemoryStore({}), onStoreReconnect: () => {} };
   const redis = createRedisClient({ url: config.redis.url, log });
-  return createRedisStore({ redis, keys: createKeys(config.redis.prefix, config.xmpp.domain) });
+  let connectedBefore = false;
+  return {
+    store: createRedisStore({ redis, keys: createKeys(config.redis.prefix, config.xmpp.domain) }),
+    onStoreReconnect: (fn) =>
+      redis.on("ready", () => {
+        if (connectedBefore) fn();
+        connectedBefore = true;
+      }),
+  };
 }

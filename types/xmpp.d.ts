@@ -17,7 +17,11 @@ declare module "@xmpp/xml" {
     toString(): string;
   }
   type Child = Element | string | null | undefined | false;
-  function xml(name: string, attrs?: Record<string, string | undefined> | null, ...children: Array<Child | Child[]>): Element;
+  function xml(
+    name: string,
+    attrs?: Record<string, string | undefined> | null,
+    ...children: Array<Child | Child[]>
+  ): Element;
   namespace xml {
     export { Element };
   }
@@ -74,7 +78,7 @@ declare module "@xmpp/jid" {
     resource: string;
     bare(): JID;
     equals(other: JID): boolean;
-    toString(unescape?: boolean): string;
+    toString(unescapeLocal?: boolean): string;
   }
   interface JidFunction {
     (address: string): JID;

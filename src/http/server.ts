@@ -29,7 +29,11 @@ export function createHttpServer({ port, host = "0.0.0.0", readiness, log }: Htt
     if (path === "/healthz") return reply(200, { status: "ok" });
     if (path === "/readyz") {
       readiness().then(
-        (state) => reply(state.ready ? 200 : 503, state.ready ? { status: "ready" } : { status: "not ready", reason: state.reason }),
+        (state) =>
+          reply(
+            state.ready ? 200 : 503,
+            state.ready ? { status: "ready" } : { status: "not ready", reason: state.reason },
+          ),
         (err: Error) => reply(503, { status: "not ready", reason: err.message }),
       );
       return;

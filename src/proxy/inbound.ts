@@ -28,7 +28,10 @@ export function viewOf(stanza: Element): StanzaView {
 
 export function createInbound({ ctx, forward, reply, presence, answerError, log }: InboundDeps) {
   const fail = (err: unknown) =>
-    log.error({ err: { message: (err as Error).message, stack: (err as Error).stack } }, "stanza handling failed");
+    log.error(
+      { err: { message: (err as Error).message, stack: (err as Error).stack } },
+      "stanza handling failed",
+    );
 
   return function inbound(stanza: Element): void {
     const view = viewOf(stanza);
@@ -42,7 +45,10 @@ export function createInbound({ ctx, forward, reply, presence, answerError, log 
         return;
       case "reject":
         log.debug({ from: view.from, id: view.id, error: decision.error }, "request rejected");
-        answerError({ name: view.name, id: view.id, from: view.from ?? "", to: view.to ?? ctx.domain }, decision.error);
+        answerError(
+          { name: view.name, id: view.id, from: view.from ?? "", to: view.to ?? ctx.domain },
+          decision.error,
+        );
         return;
       case "target-presence":
         presence.handle(decision).catch(fail);
@@ -51,7 +57,10 @@ export function createInbound({ ctx, forward, reply, presence, answerError, log 
         presence.decline(decision.from);
         return;
       case "drop":
-        log.debug({ name: view.name, type: view.type, from: view.from, reason: decision.reason }, "stanza dropped");
+        log.debug(
+          { name: view.name, type: view.type, from: view.from, reason: decision.reason },
+          "stanza dropped",
+        );
         return;
     }
   };

@@ -24,7 +24,15 @@ export interface PresenceDeps {
   reprobeMs?: number;
 }
 
-export function createPresence({ store, send, clock, domain, target, log, reprobeMs = 5 * 60_000 }: PresenceDeps) {
+export function createPresence({
+  store,
+  send,
+  clock,
+  domain,
+  target,
+  log,
+  reprobeMs = 5 * 60_000,
+}: PresenceDeps) {
   let approved = false;
   let reprobe: NodeJS.Timeout | undefined;
 

@@ -29,7 +29,10 @@ export function createSweeper(deps: SweeperDeps) {
     if (!canSend()) return 0;
     const due = await store.claimExpired(clock(), batch);
     for (const request of due) {
-      log.debug({ requester: request.requester, id: request.id, resource: request.resource }, "request timed out");
+      log.debug(
+        { requester: request.requester, id: request.id, resource: request.resource },
+        "request timed out",
+      );
       answerError({ name: "iq", id: request.id, from: request.requester, to: request.to }, "timeout");
       onTimeout?.();
     }

@@ -54,9 +54,12 @@ export function classify(stanza: StanzaView, ctx: RoutingContext): Decision {
       return classifyIq(stanza, from, to, fromTarget, ctx);
     case "message":
       // RFC 6120 section 8.3.1: never answer an error with an error.
-      return stanza.type === "error" ? { kind: "drop", reason: "error-message" } : { kind: "reject", error: "message" };
+      return stanza.type === "error"
+        ? { kind: "drop", reason: "error-message" }
+        : { kind: "reject", error: "message" };
     case "presence":
-      if (fromTarget) return { kind: "target-presence", type: stanza.type ?? "available", resource: resourceOf(from) };
+      if (fromTarget)
+        return { kind: "target-presence", type: stanza.type ?? "available", resource: resourceOf(from) };
       if (stanza.type === "subscribe") return { kind: "decline-subscription", from: bareOf(from) };
       return { kind: "drop", reason: "presence" };
     default:
@@ -64,7 +67,13 @@ export function classify(stanza: StanzaView, ctx: RoutingContext): Decision {
   }
 }
 
-function classifyIq(stanza: StanzaView, from: string, to: string, fromTarget: boolean, ctx: RoutingContext): Decision {
+function classifyIq(
+  stanza: StanzaView,
+  from: string,
+  to: string,
+  fromTarget: boolean,
+  ctx: RoutingContext,
+): Decision {
   const { type, id } = stanza;
   if (type === "result" || type === "error") {
     const token = resourceOf(to);

@@ -12,7 +12,11 @@ export interface BackoffSettings {
 }
 
 /** Delay before failure attempt `attempt` (0-based): min * 2^attempt, capped, scaled by a jitter in [0.5, 1). */
-export function failureDelay(attempt: number, settings: BackoffSettings, random: () => number = Math.random): number {
+export function failureDelay(
+  attempt: number,
+  settings: BackoffSettings,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(settings.maxMs, settings.minMs * 2 ** Math.min(attempt, 30));
   return Math.round(ceiling * (0.5 + random() * 0.5));
 }

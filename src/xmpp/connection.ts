@@ -14,7 +14,12 @@ import { type BackoffSettings, failureDelay, standbyDelay } from "./backoff.js";
 export type ConnectionState = "down" | "connecting" | "connected" | "standby" | "stopped";
 
 /** RFC 6120 section 4.9.3: stream errors that retrying cannot fix. */
-const FATAL_CONDITIONS = new Set(["not-authorized", "host-unknown", "improper-addressing", "invalid-namespace"]);
+const FATAL_CONDITIONS = new Set([
+  "not-authorized",
+  "host-unknown",
+  "improper-addressing",
+  "invalid-namespace",
+]);
 /** How long one attempt may take from TCP connect to accepted handshake. */
 const ATTEMPT_TIMEOUT_MS = 10_000;
 /** TCP keepalive idle time; libuv then probes every second, ten times, before the socket is reset. */
@@ -67,14 +72,20 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
   client.on("error", (err: Error & { condition?: string }) => {
     const condition = err.condition;
     if (condition && FATAL_CONDITIONS.has(condition)) {
-      log.fatal({ condition, service, domain }, "XMPP server refused the component: check XMPP_DOMAIN and XMPP_PASSWORD");
+      log.fatal(
+        { condition, service, domain },
+        "XMPP server refused the component: check XMPP_DOMAIN and XMPP_PASSWORD",
+      );
       stopTimers();
       setState("stopped");
       onFatal(condition);
     } else if (condition === "conflict") {
       refusedWithConflict = true;
     } else if (state !== "stopped" && err.message !== "Unexpected server response") {
-      log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, service }, "XMPP connection error");
+      log.warn(
+        { err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, service },
+        "XMPP connection error",
+      );
     }
   });
   client.on("online", () => {

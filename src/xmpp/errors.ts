@@ -2,8 +2,9 @@
  * Every stanza error this service sends, in one table (RFC 6120 section 8.3). The README's error table is
  * written from this one.
  */
-import type { Element } from "@xmpp/xml";
+
 import { xml } from "@xmpp/component";
+import type { Element } from "@xmpp/xml";
 
 export const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 

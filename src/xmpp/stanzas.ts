@@ -2,8 +2,9 @@
  * Stanza builders for the proxied path. Incoming stanzas are re-addressed in place: their id, type, xml:lang
  * and payload stay exactly as received, and no copy is made.
  */
-import type { Element } from "@xmpp/xml";
+
 import { xml } from "@xmpp/component";
+import type { Element } from "@xmpp/xml";
 
 /** Re-address a stanza (XEP-0114 section 3: every stanza from a component carries `to` and `from`). */
 export function readdress(stanza: Element, to: string, from: string): Element {
@@ -13,6 +14,10 @@ export function readdress(stanza: Element, to: string, from: string): Element {
 }
 
 /** RFC 6121 section 3: presence subscription management and probes, always from the bare domain. */
-export function presence(type: "subscribe" | "subscribed" | "unsubscribed" | "probe", to: string, from: string) {
+export function presence(
+  type: "subscribe" | "subscribed" | "unsubscribed" | "probe",
+  to: string,
+  from: string,
+) {
   return xml("presence", { type, to, from });
 }

@@ -28,7 +28,10 @@ describe("classify", () => {
   });
 
   it("rejects a request from the target itself", () => {
-    assert.deepEqual(classify(view({ from: "impl@example.org/a" }), ctx), { kind: "reject", error: "requestFromTarget" });
+    assert.deepEqual(classify(view({ from: "impl@example.org/a" }), ctx), {
+      kind: "reject",
+      error: "requestFromTarget",
+    });
   });
 
   it("rejects malformed requests with bad-request (RFC 6120 8.2.3)", () => {
@@ -43,7 +46,10 @@ describe("classify", () => {
       classify(view({ type: "result", from: "impl@example.org/a", to: "proxy.example.org/j1.k.x.y" }), ctx),
       { kind: "reply", token: "j1.k.x.y", id: "1", resource: "a" },
     );
-    assert.equal(classify(view({ type: "error", from: "impl@example.org/a", to: "proxy.example.org/t" }), ctx).kind, "reply");
+    assert.equal(
+      classify(view({ type: "error", from: "impl@example.org/a", to: "proxy.example.org/t" }), ctx).kind,
+      "reply",
+    );
   });
 
   it("never answers a result or an error", () => {
@@ -60,8 +66,14 @@ describe("classify", () => {
   });
 
   it("rejects messages with feature-not-implemented", () => {
-    assert.deepEqual(classify(view({ name: "message", type: "chat" }), ctx), { kind: "reject", error: "message" });
-    assert.deepEqual(classify(view({ name: "message", type: undefined }), ctx), { kind: "reject", error: "message" });
+    assert.deepEqual(classify(view({ name: "message", type: "chat" }), ctx), {
+      kind: "reject",
+      error: "message",
+    });
+    assert.deepEqual(classify(view({ name: "message", type: undefined }), ctx), {
+      kind: "reject",
+      error: "message",
+    });
   });
 
   it("tracks the target's presence and declines other subscriptions silently otherwise", () => {
@@ -70,15 +82,21 @@ describe("classify", () => {
       type: "available",
       resource: "a",
     });
-    assert.deepEqual(classify(view({ name: "presence", type: "unavailable", from: "impl@example.org" }), ctx), {
-      kind: "target-presence",
-      type: "unavailable",
-      resource: "",
-    });
-    assert.deepEqual(classify(view({ name: "presence", type: "subscribe", from: "user@example.org/x" }), ctx), {
-      kind: "decline-subscription",
-      from: "user@example.org",
-    });
+    assert.deepEqual(
+      classify(view({ name: "presence", type: "unavailable", from: "impl@example.org" }), ctx),
+      {
+        kind: "target-presence",
+        type: "unavailable",
+        resource: "",
+      },
+    );
+    assert.deepEqual(
+      classify(view({ name: "presence", type: "subscribe", from: "user@example.org/x" }), ctx),
+      {
+        kind: "decline-subscription",
+        from: "user@example.org",
+      },
+    );
     assert.equal(classify(view({ name: "presence", type: undefined }), ctx).kind, "drop");
     assert.equal(classify(view({ name: "presence", type: "error" }), ctx).kind, "drop");
   });

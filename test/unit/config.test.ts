@@ -43,7 +43,15 @@ describe("configuration", () => {
     });
     assert.ok(!result.ok);
     const text = result.problems.join("\n");
-    for (const name of ["XMPP_SERVICE", "XMPP_DOMAIN", "TARGET_JID", "REDIS_URL", "IQ_TIMEOUT_MS", "BALANCE", "LOG_LEVEL"]) {
+    for (const name of [
+      "XMPP_SERVICE",
+      "XMPP_DOMAIN",
+      "TARGET_JID",
+      "REDIS_URL",
+      "IQ_TIMEOUT_MS",
+      "BALANCE",
+      "LOG_LEVEL",
+    ]) {
       assert.match(text, new RegExp(`^${name}: `, "m"), name);
     }
     assert.match(text, /JAT_KEYS: entry 1 \(k1\) has a secret shorter than 32/);

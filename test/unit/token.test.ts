@@ -33,7 +33,12 @@ describe("JAT token", () => {
     const other = createJat({ domain, keys: [key("k1", "b")] });
     assert.equal(jat.verify(other.sign("user@example.org/a") ?? ""), null, "signed with another secret");
     const parts = token.split(".");
-    const swapped = [parts[0], parts[1], Buffer.from("admin@example.org/x").toString("base64url"), parts[3]].join(".");
+    const swapped = [
+      parts[0],
+      parts[1],
+      Buffer.from("admin@example.org/x").toString("base64url"),
+      parts[3],
+    ].join(".");
     assert.equal(jat.verify(swapped), null, "requester replaced");
     assert.equal(jat.verify(token.slice(0, -1)), null, "truncated mac");
     assert.equal(jat.verify(`${token}A`), null, "extended mac");

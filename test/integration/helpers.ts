@@ -1,0 +1,114 @@
+/**
+ * Shared pieces of the integration tests: the implementing client's behaviour, and waiting for the proxy.
+ */
+import { xml } from "@xmpp/client";
+import type { Element } from "@xmpp/xml";
+import { decodeToken } from "../../src/index.js";
+
+export const NS_ECHO = "urn:xmpp-client-proxy:test:echo";
+export const NS_SILENT = "urn:xmpp-client-proxy:test:silent";
+export const NS_FAIL = "urn:xmpp-client-proxy:test:fail";
+export const NS_TWICE = "urn:xmpp-client-proxy:test:twice";
+export const NS_VERSION = "jabber:iq:version";
+export const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/**
+ * What the implementing client does with a request, by namespace:
+ * - echo: answers with the payload's text, the resource that served it and the requester read from the token;
+ * - version: XEP-0092 answer naming the resource;
+ * - silent: never answers;
+ * - fail: answers with an application error;
+ * - twice: answers twice (the second must never reach the requester).
+ */
+/** Which resource received each request id, across all implementing clients of a test file. */
+export const receivedBy = new Map<string, string>();
+
+export function implementingBehaviour(resource: string, sendExtra: (stanza: Element) => void) {
+  return (iq: Element): Element | null => {
+    receivedBy.set(iq.attrs.id ?? "", resource);
+    const payload = iq.getChildElements()[0];
+    const ns = payload?.attrs.xmlns;
+    const answer = (type: string, ...children: Element[]) =>
+      xml("iq", { type, id: iq.attrs.id, to: iq.attrs.from }, ...children);
+    switch (ns) {
+      case NS_ECHO:
+        return answer(
+          "result",
+          xml(
+            "echo",
+            { xmlns: NS_ECHO, resource, requester: decodeToken(iq.attrs.from ?? "")?.requester ?? "?" },
+            payload?.getText() ?? "",
+          ),
+        );
+      case NS_VERSION:
+        return answer(
+          "result",
+          xml("query", { xmlns: NS_VERSION }, xml("name", {}, "impl"), xml("version", {}, resource)),
+        );
+      case NS_SILENT:
+        return null;
+      case NS_FAIL:
+        return answer(
+          "error",
+          xml(
+            "error",
+            { type: "modify" },
+            xml("not-acceptable", { xmlns: NS_STANZAS }),
+            xml("reason", { xmlns: NS_FAIL }, "nope"),
+          ),
+        );
+      case NS_TWICE: {
+        const first = answer("result", xml("n", { xmlns: NS_TWICE }, "1"));
+        setTimeout(() => sendExtra(answer("result", xml("n", { xmlns: NS_TWICE }, "2"))), 50);
+        return first;
+      }
+      default:
+        return answer(
+          "error",
+          xml("error", { type: "cancel" }, xml("service-unavailable", { xmlns: NS_STANZAS })),
+        );
+    }
+  };
+}
+
+export function echo(id: string, to: string, text: string, ns = NS_ECHO): Element {
+  return xml("iq", { type: "get", id, to }, xml("echo", { xmlns: ns }, text));
+}
+
+export function errorCondition(stanza: Element): {
+  type: string | undefined;
+  condition: string | undefined;
+  by?: string;
+} {
+  const error = stanza.getChild("error");
+  const condition = error
+    ?.getChildElements()
+    .find((child) => child.attrs.xmlns === NS_STANZAS && child.name !== "text");
+  return { type: error?.attrs.type, condition: condition?.name, by: error?.attrs.by };
+}
+
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await fn();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ""}`);
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function httpStatus(port: number, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: await res.text() };
+}
