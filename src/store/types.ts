@@ -66,7 +66,10 @@ export type ClaimResult =
   | { readonly status: "wrong-resource" };
 
 export interface Store {
-  /** RFC 6121 4.2: available presence from a resource of the implementing account. */
+  /**
+   * RFC 6121 4.2: available presence from a resource of the implementing account. It arrives only through an
+   * approved subscription, so it also marks the subscription approved.
+   */
   resourceAvailable(resource: string, now: number): Promise<void>;
   /** RFC 6121 4.5: unavailable presence (or a presence error) from one resource. */
   resourceUnavailable(resource: string): Promise<void>;

@@ -1,0 +1,130 @@
+/**
+ * The in-process store: the same semantics as the Redis store, for a single replica (REDIS_URL unset).
+ * Everything happens synchronously inside one call, so each method is atomic as the Lua scripts are.
+ */
+import {
+  type ClaimResult,
+  DEFAULT_TTLS,
+  type ForwardResult,
+  type PendingRequest,
+  type Store,
+  type StoreTtls,
+} from "./types.js";
+
+interface RecordEntry {
+  request: PendingRequest;
+  state: "pending" | "replied" | "timeout";
+  /** When the record (pending or tombstone) is forgotten. */
+  expires: number;
+}
+
+const memberOf = (requester: string, id: string) => `${requester}\n${id}`;
+
+export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } = {}): Store {
+  const resources = new Map<string, number>();
+  const records = new Map<string, RecordEntry>();
+  /**
+   * Deadline index: member -> deadline. One process with one IQ_TIMEOUT_MS inserts deadlines in increasing
+   * order, so insertion order is deadline order and a sweep stops at the first entry not yet due.
+   */
+  const deadlines = new Map<string, number>();
+  /** Answered records in the order they were answered, i.e. by tombstone expiry; purged from the front. */
+  const tombstones = new Map<string, number>();
+  let approved = false;
+
+  const settle = (member: string, entry: RecordEntry, state: "replied" | "timeout", now: number) => {
+    entry.state = state;
+    entry.expires = now + ttls.tombstoneMs;
+    deadlines.delete(member);
+    tombstones.delete(member);
+    tombstones.set(member, entry.expires);
+  };
+
+  const purge = (now: number) => {
+    for (const [member, expires] of tombstones) {
+      if (expires > now) break;
+      tombstones.delete(member);
+      if (records.get(member)?.state !== "pending") records.delete(member);
+    }
+  };
+
+  const live = (member: string, now: number): RecordEntry | undefined => {
+    const entry = records.get(member);
+    if (entry && entry.expires <= now) {
+      records.delete(member);
+      return undefined;
+    }
+    return entry;
+  };
+
+  return {
+    async resourceAvailable(resource, now) {
+      resources.set(resource, now);
+      approved = true;
+    },
+    async resourceUnavailable(resource) {
+      resources.delete(resource);
+    },
+    async clearResources() {
+      resources.clear();
+    },
+    async onlineResources() {
+      return [...resources.keys()].sort();
+    },
+    async setSubscriptionApproved(value) {
+      approved = value;
+    },
+    async subscriptionApproved() {
+      return approved;
+    },
+
+    async forward({ requester, id, to, type, now, deadline, pick }): Promise<ForwardResult> {
+      const member = memberOf(requester, id);
+      if (live(member, now)?.state === "pending") return { status: "duplicate" };
+      const online = [...resources.keys()].sort();
+      const resource = online[Math.min(online.length - 1, Math.floor(pick * online.length))];
+      if (resource === undefined) return { status: "no-resource" };
+      const request = { requester, id, to, type, resource, deadline };
+      records.set(member, { request, state: "pending", expires: deadline + ttls.recordGraceMs });
+      deadlines.set(member, deadline);
+      return { status: "forwarded", resource };
+    },
+
+    async claimReply({ requester, id, resource, now }): Promise<ClaimResult> {
+      const member = memberOf(requester, id);
+      const entry = live(member, now);
+      if (!entry) return { status: "unknown" };
+      if (entry.state === "replied") return { status: "duplicate" };
+      if (entry.state === "timeout") return { status: "late" };
+      if (entry.request.resource !== resource) return { status: "wrong-resource" };
+      settle(member, entry, "replied", now);
+      return { status: "claimed", request: entry.request };
+    },
+
+    async claimExpired(now, limit) {
+      purge(now);
+      const claimed: PendingRequest[] = [];
+      for (const [member, deadline] of deadlines) {
+        if (deadline > now || claimed.length >= limit) break;
+        deadlines.delete(member);
+        const entry = live(member, now);
+        if (entry?.state === "pending") {
+          settle(member, entry, "timeout", now);
+          claimed.push(entry.request);
+        }
+      }
+      return claimed;
+    },
+
+    async pendingCount() {
+      return deadlines.size;
+    },
+    async ping() {},
+    async close() {
+      resources.clear();
+      records.clear();
+      deadlines.clear();
+      tombstones.clear();
+    },
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * The Redis store: shared by every replica of one component domain. Each multi-step change is one Lua script
+ * (./lua); every key comes from keys.ts and carries a TTL as a safety net.
+ */
+import type { Cluster, Redis } from "ioredis";
+import type { Keys } from "./keys.js";
+import { defineScripts } from "./scripts.js";
+import {
+  type ClaimResult,
+  DEFAULT_TTLS,
+  type ForwardResult,
+  type IqRequestType,
+  type PendingRequest,
+  type Store,
+  type StoreTtls,
+  StoreUnavailableError,
+} from "./types.js";
+
+export interface RedisStoreDeps {
+  redis: Redis | Cluster;
+  keys: Keys;
+  ttls?: StoreTtls;
+}
+
+export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: RedisStoreDeps): Store {
+  const redis = defineScripts(client);
+  const deadlineIndexTtl = ttls.presenceMs + ttls.recordGraceMs;
+
+  /** Every failure of the store becomes one error type, with no URL or password in its message. */
+  async function call<T>(what: string, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      throw new StoreUnavailableError(`Redis ${what} failed: ${describe(err)}`, { cause: err });
+    }
+  }
+
+  return {
+    resourceAvailable: (resource, now) =>
+      call("presence", () =>
+        redis.resourceAvailable(keys.resources, keys.subscription, resource, now, ttls.presenceMs),
+      ).then(() => {}),
+    resourceUnavailable: (resource) =>
+      call("presence", () => redis.hdel(keys.resources, resource)).then(() => {}),
+    clearResources: () => call("presence", () => redis.del(keys.resources)).then(() => {}),
+    onlineResources: () => call("presence", () => redis.hkeys(keys.resources)).then((list) => list.sort()),
+    async setSubscriptionApproved(approved) {
+      if (approved)
+        await call("subscription", () => redis.set(keys.subscription, "1", "PX", ttls.presenceMs));
+      else await call("subscription", () => redis.del(keys.subscription));
+    },
+    subscriptionApproved: () =>
+      call("subscription", () => redis.get(keys.subscription)).then((v) => v === "1"),
+
+    async forward({ requester, id, to, type, now, deadline, pick }): Promise<ForwardResult> {
+      const member = keys.member(requester, id);
+      const recordTtl = Math.max(1, deadline - now) + ttls.recordGraceMs;
+      const [status, resource] = await call("forward", () =>
+        redis.forward(
+          keys.resources,
+          keys.record(member),
+          keys.deadlines,
+          requester,
+          id,
+          to,
+          type,
+          deadline,
+          pick,
+          member,
+          recordTtl,
+          deadlineIndexTtl,
+        ),
+      );
+      if (status === "forwarded" && resource !== undefined) return { status, resource };
+      return { status: status === "duplicate" ? "duplicate" : "no-resource" };
+    },
+
+    async claimReply({ requester, id, resource }): Promise<ClaimResult> {
+      const member = keys.member(requester, id);
+      const reply = await call("claim", () =>
+        redis.claim(keys.record(member), keys.deadlines, resource, member, ttls.tombstoneMs),
+      );
+      const status = reply[0];
+      if (status === "claimed") return { status, request: decode(reply, 1) };
+      if (status === "duplicate" || status === "late" || status === "wrong-resource") return { status };
+      return { status: "unknown" };
+    },
+
+    async claimExpired(now, limit) {
+      const flat = await call("sweep", () =>
+        redis.sweep(keys.deadlines, now, limit, keys.recordPrefix, ttls.tombstoneMs),
+      );
+      const claimed: PendingRequest[] = [];
+      for (let i = 0; i + 6 <= flat.length; i += 6) claimed.push(decode(flat, i));
+      return claimed;
+    },
+
+    pendingCount: () => call("count", () => redis.zcard(keys.deadlines)),
+    ping: () => call("ping", () => redis.ping()).then(() => {}),
+    async close() {
+      await client.quit().catch(() => client.disconnect());
+    },
+  };
+}
+
+/** Six fields from a script reply: requester, id, to, type, resource, deadline. */
+function decode(fields: Array<string | null>, at: number): PendingRequest {
+  const field = (offset: number) => fields[at + offset] ?? "";
+  return {
+    requester: field(0),
+    id: field(1),
+    to: field(2),
+    type: field(3) as IqRequestType,
+    resource: field(4),
+    deadline: Number(field(5)),
+  };
+}
+
+function describe(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  // ioredis messages may quote the connection URL; keep only the reason.
+  return message.replace(/rediss?:\/\/\S*/g, "<redis>").slice(0, 200);
+}

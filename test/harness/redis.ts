@@ -1,0 +1,58 @@
+/**
+ * A private redis-server on a free port, with nothing persisted. Never the one that may run on 6379.
+ */
+import { spawn } from "node:child_process";
+import { freePort, waitForPort } from "./ports.js";
+import { exitOf, terminate, track } from "./processes.js";
+
+export interface RedisServer {
+  readonly port: number;
+  readonly url: string;
+  /** Stops it (SIGTERM); its data is gone. */
+  stop(): Promise<void>;
+  /** Kills it (SIGKILL). */
+  kill(): Promise<void>;
+  /** Starts it again, empty, on the same port. */
+  restart(): Promise<void>;
+}
+
+export async function startRedis(): Promise<RedisServer> {
+  const port = await freePort();
+  let child = await launch(port);
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      await terminate(child);
+    },
+    async kill() {
+      child.kill("SIGKILL");
+      await exitOf(child);
+    },
+    async restart() {
+      await terminate(child);
+      child = await launch(port);
+    },
+  };
+}
+
+async function launch(port: number) {
+  let output = "";
+  const child = track(
+    spawn(
+      "redis-server",
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    ),
+  );
+  child.stdout?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr?.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  await waitForPort(port, 5000, () => output);
+  return child;
+}

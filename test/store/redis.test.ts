@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { after, before, describe, it } from "node:test";
+import { Redis } from "ioredis";
+import { pino } from "pino";
+import { createKeys } from "../../src/store/keys.js";
+import { createRedisStore } from "../../src/store/redis.js";
+import { createRedisClient } from "../../src/store/redis-client.js";
+import { StoreUnavailableError } from "../../src/store/types.js";
+import { type RedisServer, startRedis } from "../harness/redis.js";
+import { storeSuite } from "./store.suite.js";
+
+const log = pino({ level: "silent" });
+let server: RedisServer;
+let prefixes = 0;
+
+before(async () => {
+  server = await startRedis();
+});
+after(async () => server?.stop());
+
+async function makeStore(prefix = `t${++prefixes}`) {
+  const redis = createRedisClient({ url: server.url, log });
+  const store = createRedisStore({ redis, keys: createKeys(prefix, "proxy.example.org") });
+  // Commands fail fast until connected (no offline queue): wait for the connection first.
+  if (redis.status !== "ready") await once(redis, "ready");
+  return { redis, store };
+}
+
+storeSuite("Redis", async () => {
+  const { store } = await makeStore();
+  return { store, cleanup: () => store.close() };
+});
+
+describe("Redis store specifics", () => {
+  it("puts every key under the prefix and the domain's hash tag, each with a TTL", async () => {
+    const { store } = await makeStore("ttl");
+    await store.resourceAvailable("a", Date.now());
+    await store.setSubscriptionApproved(true);
+    const now = Date.now();
+    await store.forward({
+      requester: "u@x/y",
+      id: "1",
+      to: "proxy.example.org",
+      type: "get",
+      now,
+      deadline: now + 1000,
+      pick: 0,
+    });
+    await store.forward({
+      requester: "u@x/y",
+      id: "2",
+      to: "proxy.example.org",
+      type: "get",
+      now,
+      deadline: now + 1000,
+      pick: 0,
+    });
+    await store.claimReply({ requester: "u@x/y", id: "1", resource: "a", now });
+    const admin = new Redis(server.url);
+    const keys = await admin.keys("ttl:*");
+    assert.equal(keys.length, 5, keys.join(", "));
+    for (const key of keys) {
+      assert.ok(key.startsWith("ttl:{proxy.example.org}:"), key);
+      assert.ok((await admin.pttl(key)) > 0, `${key} has a TTL`);
+    }
+    admin.disconnect();
+    await store.close();
+  });
+
+  it("fails fast with StoreUnavailableError while Redis is down, and recovers on the same client", async () => {
+    const { store } = await makeStore("down");
+    await store.resourceAvailable("a", Date.now());
+    await server.stop();
+    try {
+      const started = Date.now();
+      await assert.rejects(store.ping(), StoreUnavailableError);
+      const now = Date.now();
+      await assert.rejects(
+        store.forward({ requester: "u@x/y", id: "1", to: "p", type: "get", now, deadline: now + 1, pick: 0 }),
+        (err: Error) => err instanceof StoreUnavailableError && !err.message.includes("redis://"),
+      );
+      assert.ok(Date.now() - started < 1500, `failed after ${Date.now() - started} ms`);
+    } finally {
+      await server.restart();
+    }
+    // Same client, new empty server: it reconnects by itself and the scripts load again (NOSCRIPT).
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      try {
+        await store.ping();
+        break;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    await store.resourceAvailable("a", Date.now());
+    const now = Date.now();
+    const result = await store.forward({
+      requester: "u@x/y",
+      id: "1",
+      to: "p",
+      type: "get",
+      now,
+      deadline: now + 1,
+      pick: 0,
+    });
+    assert.deepEqual(result, { status: "forwarded", resource: "a" });
+    await store.close();
+  });
+});

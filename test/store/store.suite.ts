@@ -1,0 +1,167 @@
+/**
+ * One behaviour, two stores: every Store implementation must pass this suite.
+ */
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import type { ForwardInput, Store } from "../../src/store/types.js";
+
+export type MakeStore = () => Promise<{ store: Store; cleanup(): Promise<void> }>;
+
+const T0 = 1_700_000_000_000;
+const request = (id: string, over: Partial<ForwardInput> = {}): ForwardInput => ({
+  requester: "user@example.org/desk",
+  id,
+  to: "proxy.example.org",
+  type: "get",
+  now: T0,
+  deadline: T0 + 1000,
+  pick: 0,
+  ...over,
+});
+
+export function storeSuite(name: string, make: MakeStore): void {
+  describe(`${name} store`, () => {
+    let store: Store;
+    let cleanup: () => Promise<void>;
+
+    beforeEach(async () => {
+      ({ store, cleanup } = await make());
+      await store.resourceAvailable("b", T0);
+      await store.resourceAvailable("a", T0);
+    });
+
+    afterEach(async () => cleanup?.());
+
+    it("tracks resources and the subscription", async () => {
+      assert.deepEqual(await store.onlineResources(), ["a", "b"]);
+      await store.resourceUnavailable("a");
+      assert.deepEqual(await store.onlineResources(), ["b"]);
+      await store.clearResources();
+      assert.deepEqual(await store.onlineResources(), []);
+      assert.equal(
+        await store.subscriptionApproved(),
+        true,
+        "available presence implies an approved subscription",
+      );
+      await store.setSubscriptionApproved(false);
+      assert.equal(await store.subscriptionApproved(), false);
+      await store.setSubscriptionApproved(true);
+      assert.equal(await store.subscriptionApproved(), true);
+      await store.ping();
+    });
+
+    it("chooses the resource by pick over the sorted online resources", async () => {
+      assert.deepEqual(await store.forward(request("1", { pick: 0 })), {
+        status: "forwarded",
+        resource: "a",
+      });
+      assert.deepEqual(await store.forward(request("2", { pick: 0.49 })), {
+        status: "forwarded",
+        resource: "a",
+      });
+      assert.deepEqual(await store.forward(request("3", { pick: 0.5 })), {
+        status: "forwarded",
+        resource: "b",
+      });
+      assert.deepEqual(await store.forward(request("4", { pick: 0.999999 })), {
+        status: "forwarded",
+        resource: "b",
+      });
+      assert.equal(await store.pendingCount(), 4);
+    });
+
+    it("records nothing when no resource is online", async () => {
+      await store.clearResources();
+      assert.deepEqual(await store.forward(request("1")), { status: "no-resource" });
+      assert.equal(await store.pendingCount(), 0);
+      assert.deepEqual(
+        await store.claimReply({ requester: "user@example.org/desk", id: "1", resource: "a", now: T0 }),
+        {
+          status: "unknown",
+        },
+      );
+    });
+
+    it("refuses the same (requester, id) while pending, and allows it again once answered", async () => {
+      await store.forward(request("1"));
+      assert.deepEqual(await store.forward(request("1", { pick: 0.9 })), { status: "duplicate" });
+      assert.equal(
+        (await store.forward(request("1", { requester: "other@example.org/x" }))).status,
+        "forwarded",
+      );
+      const claim = await store.claimReply({
+        requester: "user@example.org/desk",
+        id: "1",
+        resource: "a",
+        now: T0 + 10,
+      });
+      assert.equal(claim.status, "claimed");
+      assert.deepEqual(await store.forward(request("1", { pick: 0.9 })), {
+        status: "forwarded",
+        resource: "b",
+      });
+    });
+
+    it("claims a reply exactly once, only from the resource asked, and returns the request", async () => {
+      await store.forward(request("1", { to: "svc@proxy.example.org", type: "set" }));
+      const input = { requester: "user@example.org/desk", id: "1", resource: "b", now: T0 + 10 };
+      assert.deepEqual(await store.claimReply(input), { status: "wrong-resource" });
+      const claims = await Promise.all(
+        Array.from({ length: 5 }, () => store.claimReply({ ...input, resource: "a" })),
+      );
+      const won = claims.filter((c) => c.status === "claimed");
+      assert.equal(won.length, 1);
+      assert.deepEqual(won[0], {
+        status: "claimed",
+        request: {
+          requester: "user@example.org/desk",
+          id: "1",
+          to: "svc@proxy.example.org",
+          type: "set",
+          resource: "a",
+          deadline: T0 + 1000,
+        },
+      });
+      assert.ok(claims.filter((c) => c.status !== "claimed").every((c) => c.status === "duplicate"));
+      assert.equal(await store.pendingCount(), 0);
+      assert.deepEqual(await store.claimExpired(T0 + 5000, 10), [], "an answered request never times out");
+    });
+
+    it("sweeps due requests once, in deadline order, up to the limit, and then replies are late", async () => {
+      await store.forward(request("1", { deadline: T0 + 100 }));
+      await store.forward(request("2", { deadline: T0 + 200 }));
+      await store.forward(request("3", { deadline: T0 + 300 }));
+      await store.forward(request("later", { deadline: T0 + 10_000 }));
+      assert.deepEqual(await store.claimExpired(T0 + 50, 10), [], "nothing due yet");
+      const first = await store.claimExpired(T0 + 1000, 2);
+      assert.deepEqual(
+        first.map((r) => r.id),
+        ["1", "2"],
+      );
+      const rest = await Promise.all([store.claimExpired(T0 + 1000, 10), store.claimExpired(T0 + 1000, 10)]);
+      assert.deepEqual(
+        rest.flat().map((r) => r.id),
+        ["3"],
+        "concurrent sweeps claim each request once",
+      );
+      assert.equal(await store.pendingCount(), 1);
+      const late = await store.claimReply({
+        requester: "user@example.org/desk",
+        id: "1",
+        resource: "a",
+        now: T0 + 1001,
+      });
+      assert.deepEqual(late, { status: "late" });
+      assert.equal((await store.forward(request("1", { now: T0 + 1002 }))).status, "forwarded");
+    });
+
+    it("says unknown for a reply nobody asked for", async () => {
+      assert.deepEqual(
+        await store.claimReply({ requester: "x@example.org/y", id: "nope", resource: "a", now: T0 }),
+        {
+          status: "unknown",
+        },
+      );
+    });
+  });
+}
