@@ -114,11 +114,14 @@ export async function startService(
   if (config.jatKeysGenerated)
     log.info("no JAT_KEYS given: tokens are signed with a random key of this process");
   sweeper.start();
-  connection.start();
+  // XMPP in -> store: presence that arrives before the store answers would be lost, so connect after it does.
+  let stopped = false;
+  void waitForStore(store, log, () => stopped).then(() => stopped || connection.start());
 
   return {
     httpPort,
     async stop() {
+      stopped = true;
       sweeper.stop();
       presence.stop();
       await connection.stop();
@@ -126,6 +129,19 @@ export async function startService(
       await store.close();
     },
   };
+}
+
+async function waitForStore(store: Store, log: Logger, cancelled: () => boolean): Promise<void> {
+  for (let attempt = 0; !cancelled(); attempt++) {
+    try {
+      await store.ping();
+      return;
+    } catch (err) {
+      if (attempt === 5)
+        log.warn({ err: { message: (err as Error).message } }, "waiting for the store before connecting");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
 }
 
 function createStore(

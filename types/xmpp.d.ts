@@ -91,3 +91,22 @@ declare module "@xmpp/jid" {
   export default jid;
   export function parse(address: string): JID;
 }
+
+declare module "@xmpp/client" {
+  import type { EventEmitter } from "node:events";
+  import type { Socket } from "node:net";
+  import type xmlFn from "@xmpp/xml";
+  import type { Element } from "@xmpp/xml";
+
+  export interface XmppClient extends EventEmitter {
+    status: string;
+    socket: Socket | null;
+    reconnect: { stop(): void };
+    middleware: { use(fn: (ctx: never, next: () => Promise<unknown>) => unknown): void };
+    start(): Promise<unknown>;
+    stop(): Promise<unknown>;
+    send(element: Element): Promise<void>;
+  }
+  export function client(options: Record<string, unknown>): XmppClient;
+  export const xml: typeof xmlFn;
+}

@@ -5,6 +5,7 @@
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
 import { classify, type RoutingContext, type StanzaView } from "../routing/classify.js";
+import { StoreUnavailableError } from "../store/types.js";
 import type { AnswerError } from "./answer.js";
 import type { createForwarder } from "./forward.js";
 import type { PresenceTracker } from "./presence.js";

@@ -80,6 +80,7 @@ export function createPresence({
     handle,
     /** RFC 6121 section 3.2: subscription requests from anyone but the target are declined. */
     decline(from: string): void {
+      log.debug({ from }, "subscription request declined");
       send(presence("unsubscribed", from, domain));
     },
     /** After every (re)connect: re-subscribe, and probe once approval is known (in this or another replica). */

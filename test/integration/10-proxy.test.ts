@@ -253,6 +253,8 @@ describe("proxying IQ requests through Prosody", { timeout: 120_000 }, () => {
     });
   });
 
+  // Prosody itself refuses some malformed IQs before they reach the component (with no `by`); the classifier's
+  // unit tests cover the component's own answer. Either way the requester gets exactly this error.
   it("answers malformed requests with bad-request", async () => {
     const twoChildren = xml(
       "iq",
@@ -261,7 +263,8 @@ describe("proxying IQ requests through Prosody", { timeout: 120_000 }, () => {
       xml("b", { xmlns: "urn:b" }),
     );
     const answer = await sendIq(requester, twoChildren, 5000);
-    assert.deepEqual(errorCondition(answer), { type: "modify", condition: "bad-request", by: proxy });
+    const { type, condition } = errorCondition(answer);
+    assert.deepEqual({ type, condition }, { type: "modify", condition: "bad-request" });
   });
 
   it("declines subscriptions from others and ignores their presence", async () => {
@@ -269,6 +272,8 @@ describe("proxying IQ requests through Prosody", { timeout: 120_000 }, () => {
       requester,
       (s: Element) => s.name === "presence" && s.attrs.from === proxy,
     );
+    // RFC 6121 section 2.1.6: only a resource that requested the roster is sent subscription state changes.
+    await sendIq(requester, xml("iq", { type: "get" }, xml("query", { xmlns: "jabber:iq:roster" })), 5000);
     await requester.send(xml("presence", { to: proxy, type: "subscribe" }));
     await until("unsubscribed", () => presences.find((p) => p.attrs.type === "unsubscribed"), 3000);
     await requester.send(xml("presence", { to: proxy }));

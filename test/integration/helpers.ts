@@ -27,46 +27,37 @@ export function implementingBehaviour(resource: string, sendExtra: (stanza: Elem
   return (iq: Element): Element | null => {
     receivedBy.set(iq.attrs.id ?? "", resource);
     const payload = iq.getChildElements()[0];
-    const ns = payload?.attrs.xmlns;
-    const answer = (type: string, ...children: Element[]) =>
-      xml("iq", { type, id: iq.attrs.id, to: iq.attrs.from }, ...children);
-    switch (ns) {
+    switch (payload?.attrs.xmlns) {
       case NS_ECHO:
-        return answer(
-          "result",
-          xml(
-            "echo",
-            { xmlns: NS_ECHO, resource, requester: decodeToken(iq.attrs.from ?? "")?.requester ?? "?" },
-            payload?.getText() ?? "",
-          ),
+        return xml(
+          "echo",
+          { xmlns: NS_ECHO, resource, requester: decodeToken(iq.attrs.from ?? "")?.requester ?? "?" },
+          payload?.getText() ?? "",
         );
       case NS_VERSION:
-        return answer(
-          "result",
-          xml("query", { xmlns: NS_VERSION }, xml("name", {}, "impl"), xml("version", {}, resource)),
-        );
+        return xml("query", { xmlns: NS_VERSION }, xml("name", {}, "impl"), xml("version", {}, resource));
       case NS_SILENT:
         return null;
       case NS_FAIL:
-        return answer(
+        return xml(
           "error",
-          xml(
-            "error",
-            { type: "modify" },
-            xml("not-acceptable", { xmlns: NS_STANZAS }),
-            xml("reason", { xmlns: NS_FAIL }, "nope"),
-          ),
+          { type: "modify" },
+          xml("not-acceptable", { xmlns: NS_STANZAS }),
+          xml("reason", { xmlns: NS_FAIL }, "nope"),
         );
-      case NS_TWICE: {
-        const first = answer("result", xml("n", { xmlns: NS_TWICE }, "1"));
-        setTimeout(() => sendExtra(answer("result", xml("n", { xmlns: NS_TWICE }, "2"))), 50);
-        return first;
-      }
+      case NS_TWICE:
+        setTimeout(() => {
+          sendExtra(
+            xml(
+              "iq",
+              { type: "result", id: iq.attrs.id, to: iq.attrs.from },
+              xml("n", { xmlns: NS_TWICE }, "2"),
+            ),
+          );
+        }, 50);
+        return xml("n", { xmlns: NS_TWICE }, "1");
       default:
-        return answer(
-          "error",
-          xml("error", { type: "cancel" }, xml("service-unavailable", { xmlns: NS_STANZAS })),
-        );
+        return xml("error", { type: "cancel" }, xml("service-unavailable", { xmlns: NS_STANZAS }));
     }
   };
 }

@@ -1,0 +1,115 @@
+/**
+ * A private Prosody for one test file: rendered from test/fixtures/prosody.cfg.lua.tpl into a temp dir, on
+ * free ports, accounts registered with prosodyctl. See ../shared/FIELD-NOTES.md for the pitfalls avoided here.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { freePort, waitForPort } from "./ports.js";
+import { terminate, track } from "./processes.js";
+
+const TEMPLATE = new URL("../fixtures/prosody.cfg.lua.tpl", import.meta.url);
+
+export interface ProsodyServer {
+  readonly domain: string;
+  readonly componentDomain: string;
+  readonly componentSecret: string;
+  readonly c2sPort: number;
+  readonly componentPort: number;
+  readonly dir: string;
+  stop(): Promise<void>;
+  /** Stops and starts it again on the same ports and data (accounts kept). */
+  restart(): Promise<void>;
+  logs(): string;
+}
+
+export interface ProsodyOptions {
+  users: Array<{ username: string; password: string }>;
+  componentDomain?: string;
+  componentSecret?: string;
+}
+
+export async function startProsody(opts: ProsodyOptions): Promise<ProsodyServer> {
+  const dir = mkdtempSync(join(tmpdir(), "xcp-prosody-"));
+  mkdirSync(join(dir, "certs"));
+  const domain = "localhost";
+  const componentDomain = opts.componentDomain ?? "proxy.localhost";
+  const componentSecret = opts.componentSecret ?? `secret-${randomBytes(8).toString("hex")}`;
+  const c2sPort = await freePort();
+  const componentPort = await freePort();
+  const config = join(dir, "prosody.cfg.lua");
+  const values: Record<string, string> = {
+    DATA_DIR: dir,
+    C2S_PORT: String(c2sPort),
+    COMPONENT_PORT: String(componentPort),
+    DOMAIN: domain,
+    COMPONENT_DOMAIN: componentDomain,
+    COMPONENT_SECRET: componentSecret,
+    LOG_LEVEL: "info",
+  };
+  writeFileSync(
+    config,
+    readFileSync(TEMPLATE, "utf8").replace(/\{\{(\w+)\}\}/g, (_, key: string) => values[key] ?? ""),
+  );
+  for (const user of opts.users) register(config, dir, user.username, domain, user.password);
+
+  let console = "";
+  const logs = () => {
+    const read = (name: string) => {
+      try {
+        return readFileSync(join(dir, name), "utf8");
+      } catch {
+        return "";
+      }
+    };
+    return `${read("prosody.log")}\n${read("prosody.err")}\n${console}`.split("\n").slice(-40).join("\n");
+  };
+  const launch = async (): Promise<ChildProcess> => {
+    const child = track(spawn("prosody", ["--config", config, "-F"], { stdio: ["ignore", "pipe", "pipe"] }));
+    const collect = (chunk: Buffer) => {
+      console += chunk.toString();
+    };
+    child.stdout?.on("data", collect);
+    child.stderr?.on("data", collect);
+    await waitForPort(c2sPort, 10_000, logs);
+    await waitForPort(componentPort, 10_000, logs);
+    return child;
+  };
+
+  let child = await launch();
+  return {
+    domain,
+    componentDomain,
+    componentSecret,
+    c2sPort,
+    componentPort,
+    dir,
+    logs,
+    async stop() {
+      await terminate(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+    async restart() {
+      await terminate(child);
+      child = await launch();
+    },
+  };
+}
+
+/**
+ * prosodyctl refuses to run when its output is a socket (it checks that /dev/stderr is writable), and Node's
+ * pipes are sockets: give it a file.
+ */
+function register(config: string, dir: string, username: string, domain: string, password: string): void {
+  const logFile = join(dir, "prosodyctl.out");
+  const fd = openSync(logFile, "a");
+  const result = spawnSync("prosodyctl", ["--config", config, "register", username, domain, password], {
+    stdio: ["ignore", fd, fd],
+    timeout: 10_000,
+  });
+  closeSync(fd);
+  if (result.status !== 0)
+    throw new Error(`prosodyctl register ${username} failed:\n${readFileSync(logFile, "utf8")}`);
+}
