@@ -29,10 +29,12 @@ export function viewOf(stanza: Element): StanzaView {
 
 export function createInbound({ ctx, forward, reply, presence, answerError, log }: InboundDeps) {
   const fail = (err: unknown) =>
-    log.error(
-      { err: { message: (err as Error).message, stack: (err as Error).stack } },
-      "stanza handling failed",
-    );
+    err instanceof StoreUnavailableError
+      ? log.warn({ err: { message: err.message } }, "store unavailable: stanza not handled")
+      : log.error(
+          { err: { message: (err as Error).message, stack: (err as Error).stack } },
+          "stanza handling failed",
+        );
 
   return function inbound(stanza: Element): void {
     const view = viewOf(stanza);
