@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import type { Config } from "./config.js";
 import { createHttpServer } from "./http/server.js";
 import { createJat } from "./jat/token.js";
+import { createMetrics } from "./metrics.js";
 import { createAnswerer } from "./proxy/answer.js";
 import { createForwarder } from "./proxy/forward.js";
 import { createInbound } from "./proxy/inbound.js";
@@ -37,10 +38,11 @@ export async function startService(
   const clock = Date.now;
   const { store, onStoreReconnect } = createStore(config, log);
   const jat = createJat({ domain, keys: config.jatKeys });
+  const metrics = createMetrics();
 
   let sendStanza: (stanza: Element) => boolean = () => false;
   const send = (stanza: Element) => sendStanza(stanza);
-  const answerError = createAnswerer({ send, domain });
+  const answerError = createAnswerer({ send, domain, metrics });
   const presence = createPresence({ store, send, clock, domain, target, log });
   const inbound = createInbound({
     ctx: { domain, target },
@@ -55,8 +57,9 @@ export async function startService(
       target,
       timeoutMs: config.iqTimeoutMs,
       log,
+      metrics,
     }),
-    reply: createReplier({ store, jat, send, clock, log }),
+    reply: createReplier({ store, jat, send, clock, log, metrics }),
     presence,
     answerError,
     log,
@@ -70,7 +73,11 @@ export async function startService(
     onFatal: () => onFatal(2),
   });
   sendStanza = connection.send;
-  connection.on("online", () => void presence.onOnline());
+  let connections = 0;
+  connection.on("online", () => {
+    if (connections++ > 0) metrics.reconnects.inc();
+    void presence.onOnline();
+  });
   // A Redis that comes back may have lost the resource set: ask the server again.
   onStoreReconnect(() => {
     if (connection.state === "connected") void presence.onOnline();
@@ -87,6 +94,7 @@ export async function startService(
 
   const http = createHttpServer({
     port: config.httpPort,
+    metrics: metrics.registry,
     readiness: async () => {
       if (connection.state !== "connected") return { ready: false, reason: `xmpp ${connection.state}` };
       try {

@@ -2,9 +2,11 @@
  * Health endpoints for Kubernetes probes:
  * - /healthz: the process is alive (200).
  * - /readyz: 200 only when connected to the XMPP server and the store answers; otherwise 503 with the reason.
+ * - /metrics: Prometheus text format.
  */
 import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 
 export interface Readiness {
   readonly ready: boolean;
@@ -15,10 +17,11 @@ export interface HttpDeps {
   port: number;
   host?: string;
   readiness: () => Promise<Readiness>;
+  metrics: Registry;
   log: Logger;
 }
 
-export function createHttpServer({ port, host = "0.0.0.0", readiness, log }: HttpDeps) {
+export function createHttpServer({ port, host = "0.0.0.0", readiness, metrics, log }: HttpDeps) {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const reply = (status: number, body: object) => {
@@ -35,6 +38,16 @@ export function createHttpServer({ port, host = "0.0.0.0", readiness, log }: Htt
             state.ready ? { status: "ready" } : { status: "not ready", reason: state.reason },
           ),
         (err: Error) => reply(503, { status: "not ready", reason: err.message }),
+      );
+      return;
+    }
+    if (path === "/metrics") {
+      metrics.metrics().then(
+        (text) => {
+          res.writeHead(200, { "content-type": metrics.contentType });
+          res.end(text);
+        },
+        (err: Error) => reply(500, { error: err.message }),
       );
       return;
     }

@@ -3,6 +3,7 @@
  * the request was sent to.
  */
 import type { Element } from "@xmpp/xml";
+import type { Metrics } from "../metrics.js";
 import { ERRORS, type ErrorName, errorReply } from "../xmpp/errors.js";
 
 export type Send = (stanza: Element) => boolean;
@@ -16,8 +17,10 @@ export interface Addressed {
   readonly to: string;
 }
 
-export function createAnswerer({ send, domain }: { send: Send; domain: string }) {
+export function createAnswerer({ send, domain, metrics }: { send: Send; domain: string; metrics: Metrics }) {
   return function answerError(request: Addressed, error: ErrorName): boolean {
+    if (error === "timeout") metrics.timeouts.inc();
+    else metrics.rejected.inc({ reason: error });
     return send(errorReply(request, ERRORS[error], domain));
   };
 }

@@ -5,6 +5,7 @@
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
 import type { Jat } from "../jat/token.js";
+import type { Metrics } from "../metrics.js";
 import type { Decision } from "../routing/classify.js";
 import type { Store } from "../store/types.js";
 import { readdress } from "../xmpp/stanzas.js";
@@ -23,10 +24,11 @@ export interface ForwarderDeps {
   target: string;
   timeoutMs: number;
   log: Logger;
+  metrics: Metrics;
 }
 
 export function createForwarder(deps: ForwarderDeps) {
-  const { store, jat, send, answerError, pick, clock, domain, target, timeoutMs, log } = deps;
+  const { store, jat, send, answerError, pick, clock, domain, target, timeoutMs, log, metrics } = deps;
 
   return async function forward(stanza: Element, decision: ForwardDecision): Promise<void> {
     const { requester, id, type, to } = decision;
@@ -42,6 +44,7 @@ export function createForwarder(deps: ForwarderDeps) {
     try {
       result = await store.forward({ requester, id, to, type, now, deadline: now + timeoutMs, pick: pick() });
     } catch (err) {
+      metrics.storeErrors.inc();
       log.warn({ err: { message: (err as Error).message } }, "store unavailable: request refused");
       answerError(request, "storeUnavailable");
       return;
@@ -57,6 +60,7 @@ export function createForwarder(deps: ForwarderDeps) {
         return;
       case "forwarded":
         log.debug({ requester, id, resource: result.resource }, "forwarded");
+        metrics.forwarded.inc();
         // If the connection dropped meanwhile, the record stays pending and the sweep answers it.
         send(readdress(stanza, `${target}/${result.resource}`, `${domain}/${token}`));
         return;

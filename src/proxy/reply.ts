@@ -6,6 +6,7 @@
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
 import type { Jat } from "../jat/token.js";
+import type { Metrics } from "../metrics.js";
 import type { Decision } from "../routing/classify.js";
 import type { Store } from "../store/types.js";
 import { readdress } from "../xmpp/stanzas.js";
@@ -21,13 +22,13 @@ export interface ReplierDeps {
   send: Send;
   clock: () => number;
   log: Logger;
-  onDropped?: (reason: DroppedReply) => void;
+  metrics: Metrics;
 }
 
-export function createReplier({ store, jat, send, clock, log, onDropped }: ReplierDeps) {
+export function createReplier({ store, jat, send, clock, log, metrics }: ReplierDeps) {
   const drop = (reason: DroppedReply, details: object) => {
     log.debug({ reason, ...details }, "reply dropped");
-    onDropped?.(reason);
+    metrics.dropped.inc({ reason });
   };
 
   return async function reply(stanza: Element, decision: ReplyDecision): Promise<void> {
@@ -43,12 +44,14 @@ export function createReplier({ store, jat, send, clock, log, onDropped }: Repli
     } catch (err) {
       // The record stays pending; the requester gets the timeout answer once the store is back.
       log.warn({ err: { message: (err as Error).message }, id }, "store unavailable: reply not routed");
-      onDropped?.("store-unavailable");
+      metrics.storeErrors.inc();
+      metrics.dropped.inc({ reason: "store-unavailable" });
       return;
     }
     switch (claim.status) {
       case "claimed":
         log.debug({ requester, id, resource }, "reply routed");
+        metrics.routed.inc();
         send(readdress(stanza, claim.request.requester, claim.request.to));
         return;
       case "wrong-resource":

@@ -6,12 +6,21 @@ import type { Element } from "@xmpp/xml";
 
 export type Client = XmppClient;
 
+/** What sendIq and collectStanzas need: an @xmpp/client or an @xmpp/component entity. */
+export interface StanzaEntity {
+  on(event: "stanza", listener: (stanza: Element) => void): unknown;
+  removeListener(event: "stanza", listener: (stanza: Element) => void): unknown;
+  send(stanza: Element): Promise<unknown>;
+}
+
 export interface ClientOptions {
   service: string;
   domain: string;
   username: string;
   password: string;
   resource: string;
+  /** Send initial presence once online (default false: tests usually add their handlers first). */
+  presence?: boolean;
 }
 
 /** Logs in with PLAIN (FIELD-NOTES: SCRAM costs 1-2 s per login here) and without auto-reconnect. */
@@ -24,13 +33,22 @@ export async function connectClient(opts: ClientOptions): Promise<Client> {
       auth({ username: opts.username, password: opts.password }, "PLAIN"),
   });
   client.reconnect.stop();
+  // Without a listener an 'error' event would crash the test process; start() still rejects on errors.
   client.on("error", () => {});
-  await client.start();
+  try {
+    await client.start();
+  } catch (err) {
+    // A failed login can leave the socket open, which keeps the test process alive.
+    await stopClient(client);
+    const who = `${opts.username}@${opts.domain}/${opts.resource}`;
+    throw new Error(`${who} could not log in via ${opts.service}: ${(err as Error).message}`);
+  }
+  if (opts.presence) await client.send(xml("presence"));
   return client;
 }
 
 /** Sends an IQ and resolves with its answer (result or error), matched by id. */
-export function sendIq(client: Client, iq: Element, timeoutMs: number): Promise<Element> {
+export function sendIq(client: StanzaEntity, iq: Element, timeoutMs: number): Promise<Element> {
   const id = iq.attrs.id ?? `iq-${Math.random().toString(36).slice(2)}`;
   iq.attrs.id = id;
   return new Promise((resolve, reject) => {
@@ -55,7 +73,7 @@ export function sendIq(client: Client, iq: Element, timeoutMs: number): Promise<
 }
 
 /** Records every incoming stanza that matches, in a live array. */
-export function collectStanzas(client: Client, predicate: (stanza: Element) => boolean): Element[] {
+export function collectStanzas(client: StanzaEntity, predicate: (stanza: Element) => boolean): Element[] {
   const seen: Element[] = [];
   client.on("stanza", (stanza: Element) => {
     if (predicate(stanza)) seen.push(stanza);
@@ -74,7 +92,9 @@ export function autoApprove(client: Client, fromDomain: string): void {
 
 /**
  * Answers incoming IQ requests: the handler returns the payload of a result, an <error/> element for an error
- * answer, or null to never answer.
+ * answer, or null to never answer. It runs inside the library's iqCallee middleware, which builds the <iq/>
+ * around the returned element; a promise that never settles keeps that middleware from answering
+ * service-unavailable on our behalf.
  */
 export function serveIq(client: Client, handler: (iq: Element) => Element | null): void {
   client.middleware.use((ctx: { stanza: Element }, next: () => Promise<unknown>) => {

@@ -73,8 +73,13 @@ export async function startProsody(opts: ProsodyOptions): Promise<ProsodyServer>
     };
     child.stdout?.on("data", collect);
     child.stderr?.on("data", collect);
-    await waitForPort(c2sPort, 10_000, logs);
-    await waitForPort(componentPort, 10_000, logs);
+    try {
+      await waitForPort(c2sPort, 10_000, logs);
+      await waitForPort(componentPort, 10_000, logs);
+    } catch (err) {
+      await terminate(child);
+      throw err;
+    }
     return child;
   };
 

@@ -53,6 +53,11 @@ async function launch(port: number) {
   child.stderr?.on("data", (chunk: Buffer) => {
     output += chunk.toString();
   });
-  await waitForPort(port, 5000, () => output);
+  try {
+    await waitForPort(port, 5000, () => output);
+  } catch (err) {
+    await terminate(child);
+    throw err;
+  }
   return child;
 }

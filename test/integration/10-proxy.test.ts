@@ -309,6 +309,20 @@ describe("proxying IQ requests through Prosody", { timeout: 120_000 }, () => {
     await servedBy(["r1", "r2"]);
   });
 
+  it("counts what it did in Prometheus metrics, without addresses in labels", async () => {
+    const { status, body } = await httpStatus(httpPort, "/metrics");
+    assert.equal(status, 200);
+    const value = (series: string) => Number(new RegExp(`^${series} (\\S+)$`, "m").exec(body)?.[1] ?? "NaN");
+    assert.ok(value("xcp_requests_forwarded_total") >= 20);
+    assert.ok(value("xcp_replies_routed_total") >= 15);
+    assert.ok(value("xcp_timeouts_total") >= 2);
+    assert.ok(value('xcp_replies_dropped_total{reason="forged"}') >= 2, "forged and wrong-resource replies");
+    assert.ok(value('xcp_replies_dropped_total{reason="duplicate"}') >= 1);
+    assert.ok(value('xcp_requests_rejected_total{reason="noResource"}') >= 1);
+    assert.ok(value('xcp_requests_rejected_total{reason="duplicateId"}') >= 1);
+    assert.ok(!body.includes(domain), "no JID in any label");
+  });
+
   it("keeps secrets out of its logs", () => {
     const output = service.output();
     assert.ok(output.includes("connected to the XMPP server"));
