@@ -43,6 +43,7 @@ export async function startService(
   let sendStanza: (stanza: Element) => boolean = () => false;
   const send = (stanza: Element) => sendStanza(stanza);
   const answerError = createAnswerer({ send, domain, metrics });
+  const balance = createBalancer(config.balance);
   const presence = createPresence({ store, send, clock, domain, target, log });
   const inbound = createInbound({
     ctx: { domain, target },
@@ -51,7 +52,7 @@ export async function startService(
       jat,
       send,
       answerError,
-      pick: createBalancer(config.balance),
+      pick: balance,
       clock,
       domain,
       target,
@@ -59,7 +60,18 @@ export async function startService(
       log,
       metrics,
     }),
-    reply: createReplier({ store, jat, send, clock, log, metrics }),
+    reply: createReplier({
+      store,
+      jat,
+      send,
+      clock,
+      log,
+      metrics,
+      pick: balance,
+      domain,
+      target,
+      onBounce: () => presence.probe(),
+    }),
     presence,
     answerError,
     log,

@@ -23,6 +23,7 @@ export function createMetrics() {
     rejected: counter("requests_rejected_total", "IQ requests answered with an error by the proxy itself", [
       "reason",
     ]),
+    retries: counter("retries_total", "Requests sent again to another resource after a bounce"),
     timeouts: counter("timeouts_total", "Requests answered with remote-server-timeout"),
     dropped: counter("replies_dropped_total", "Replies dropped without an answer", ["reason"]),
     storeErrors: counter("store_errors_total", "Store operations that failed (store unreachable)"),

@@ -110,3 +110,8 @@ declare module "@xmpp/client" {
   export function client(options: Record<string, unknown>): XmppClient;
   export const xml: typeof xmlFn;
 }
+
+declare module "@xmpp/xml/lib/parse.js" {
+  import type { Element } from "@xmpp/xml";
+  export default function parse(data: string): Element;
+}

@@ -42,7 +42,17 @@ export function createForwarder(deps: ForwarderDeps) {
     const now = clock();
     let result: Awaited<ReturnType<Store["forward"]>>;
     try {
-      result = await store.forward({ requester, id, to, type, now, deadline: now + timeoutMs, pick: pick() });
+      const payload = stanza.getChildElements()[0]?.toString() ?? "";
+      result = await store.forward({
+        requester,
+        id,
+        to,
+        type,
+        now,
+        deadline: now + timeoutMs,
+        pick: pick(),
+        payload,
+      });
     } catch (err) {
       metrics.storeErrors.inc();
       log.warn({ err: { message: (err as Error).message } }, "store unavailable: request refused");

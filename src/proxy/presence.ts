@@ -54,7 +54,9 @@ export function createPresence({
       case "unavailable":
       case "error":
         log.debug({ resource, type }, "target resource gone");
-        await (resource === "" ? store.clearResources() : store.resourceUnavailable(resource));
+        await (resource === ""
+          ? store.clearResources(clock())
+          : store.resourceUnavailable(resource, clock()));
         return;
       case "subscribed":
         log.info({ target }, "subscription to the implementing account approved");
@@ -65,7 +67,7 @@ export function createPresence({
         log.warn({ target }, "the implementing account refused or cancelled the subscription");
         approved = false;
         await store.setSubscriptionApproved(false);
-        await store.clearResources();
+        await store.clearResources(clock());
         return;
       case "subscribe":
         // The implementing account may follow the component's presence; allow it.
@@ -78,6 +80,10 @@ export function createPresence({
 
   return {
     handle,
+    /** Ask the server for the current presence of every resource (only once the subscription is approved). */
+    probe(): void {
+      if (approved) probe();
+    },
     /** RFC 6121 section 3.2: subscription requests from anyone but the target are declined. */
     decline(from: string): void {
       log.debug({ from }, "subscription request declined");

@@ -8,8 +8,9 @@ import type { Logger } from "pino";
 import type { Jat } from "../jat/token.js";
 import type { Metrics } from "../metrics.js";
 import type { Decision } from "../routing/classify.js";
-import type { Store } from "../store/types.js";
-import { readdress } from "../xmpp/stanzas.js";
+import type { FailoverResult, Store } from "../store/types.js";
+import { NS_STANZAS } from "../xmpp/errors.js";
+import { parse, readdress, xml } from "../xmpp/stanzas.js";
 import type { Send } from "./answer.js";
 
 type ReplyDecision = Extract<Decision, { kind: "reply" }>;
@@ -23,9 +24,15 @@ export interface ReplierDeps {
   clock: () => number;
   log: Logger;
   metrics: Metrics;
+  pick: () => number;
+  domain: string;
+  target: string;
+  /** A resource bounced a request as unavailable: check the target's presence again. */
+  onBounce: (resource: string) => void;
 }
 
-export function createReplier({ store, jat, send, clock, log, metrics }: ReplierDeps) {
+export function createReplier(deps: ReplierDeps) {
+  const { store, jat, send, clock, log, metrics, pick, domain, target, onBounce } = deps;
   const drop = (reason: DroppedReply, details: object) => {
     log.debug({ reason, ...details }, "reply dropped");
     metrics.dropped.inc({ reason });
@@ -38,9 +45,13 @@ export function createReplier({ store, jat, send, clock, log, metrics }: Replier
       drop("forged", { id, resource, tokenLength: token.length });
       return;
     }
-    let claim: Awaited<ReturnType<Store["claimReply"]>>;
+    const bounced = isUnavailableBounce(stanza);
+    let claim: FailoverResult;
     try {
-      claim = await store.claimReply({ requester, id, resource, now: clock() });
+      const now = clock();
+      claim = bounced
+        ? await store.failover({ requester, id, resource, pick: pick(), now })
+        : await store.claimReply({ requester, id, resource, now });
     } catch (err) {
       // The record stays pending; the requester gets the timeout answer once the store is back.
       log.warn({ err: { message: (err as Error).message }, id }, "store unavailable: reply not routed");
@@ -48,7 +59,25 @@ export function createReplier({ store, jat, send, clock, log, metrics }: Replier
       metrics.dropped.inc({ reason: "store-unavailable" });
       return;
     }
+    if (bounced) onBounce(resource);
     switch (claim.status) {
+      case "resent": {
+        log.debug(
+          { requester, id, from: resource, to: claim.resource },
+          "bounced: request sent to another resource",
+        );
+        metrics.retries.inc();
+        const payload = parse(claim.payload);
+        const iq = xml("iq", {
+          type: claim.type,
+          id,
+          to: `${target}/${claim.resource}`,
+          from: `${domain}/${token}`,
+        });
+        if (payload) iq.append(payload);
+        send(iq);
+        return;
+      }
       case "claimed":
         log.debug({ requester, id, resource }, "reply routed");
         metrics.routed.inc();
@@ -62,3 +91,24 @@ export function createReplier({ store, jat, send, clock, log, metrics }: Replier
     }
   };
 }
+
+/**
+ * RFC 6120 sections 8.3.3.19 and 8.3.3.15: the server answers an IQ to a full JID that is not online with
+ * `service-unavailable` (Prosody, ejabberd) or `recipient-unavailable`, from that full JID, without `by` and
+ * without the request's payload. A client answering an unsupported request says the same (RFC 6120 8.2.3),
+ * unless it echoes the payload; so such an answer is treated as "this resource is gone", and a presence probe
+ * re-adds the resource at once if it is in fact online.
+ */
+export function isUnavailableBounce(stanza: Element): boolean {
+  if (stanza.attrs.type !== "error") return false;
+  const children = stanza.getChildElements();
+  // A client that echoes the request's payload (RFC 6120 8.3.1 allows it; xmpp.js does) is answering itself.
+  if (children.length !== 1) return false;
+  const error = children[0]?.name === "error" ? children[0] : undefined;
+  return (
+    error?.getChildElements().some((child) => child.attrs.xmlns === NS_STANZAS && BOUNCES.has(child.name)) ??
+    false
+  );
+}
+
+const BOUNCES = new Set(["service-unavailable", "recipient-unavailable"]);

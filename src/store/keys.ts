@@ -7,6 +7,8 @@
 export interface Keys {
   /** Hash: resource of the implementing account -> epoch ms it was last seen available. */
   readonly resources: string;
+  /** Hash: resource -> epoch ms its unavailable presence was seen (decides whether a `set` may be re-sent). */
+  readonly gone: string;
   /** String "1" when the implementing account approved the component's subscription. */
   readonly subscription: string;
   /** Sorted set: pending request member -> deadline (epoch ms). Any replica sweeps it. */
@@ -25,6 +27,7 @@ export function createKeys(prefix: string, domain: string): Keys {
   return Object.freeze({
     resources: `${base}resources`,
     subscription: `${base}subscription`,
+    gone: `${base}gone`,
     deadlines: `${base}deadlines`,
     recordPrefix,
     record: (member: string) => recordPrefix + member,

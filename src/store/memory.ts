@@ -5,6 +5,7 @@
 import {
   type ClaimResult,
   DEFAULT_TTLS,
+  type FailoverResult,
   type ForwardResult,
   type PendingRequest,
   type Store,
@@ -13,6 +14,8 @@ import {
 
 interface RecordEntry {
   request: PendingRequest;
+  payload: string;
+  retried: boolean;
   state: "pending" | "replied" | "timeout";
   /** When the record (pending or tombstone) is forgotten. */
   expires: number;
@@ -30,6 +33,8 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
   const deadlines = new Map<string, number>();
   /** Answered records in the order they were answered, i.e. by tombstone expiry; purged from the front. */
   const tombstones = new Map<string, number>();
+  /** Resource -> when its unavailable presence was seen. */
+  const gone = new Map<string, number>();
   let approved = false;
 
   const settle = (member: string, entry: RecordEntry, state: "replied" | "timeout", now: number) => {
@@ -60,12 +65,15 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
   return {
     async resourceAvailable(resource, now) {
       resources.set(resource, now);
+      gone.delete(resource);
       approved = true;
     },
-    async resourceUnavailable(resource) {
+    async resourceUnavailable(resource, now) {
       resources.delete(resource);
+      gone.set(resource, now);
     },
-    async clearResources() {
+    async clearResources(now) {
+      for (const resource of resources.keys()) gone.set(resource, now);
       resources.clear();
     },
     async onlineResources() {
@@ -78,14 +86,20 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
       return approved;
     },
 
-    async forward({ requester, id, to, type, now, deadline, pick }): Promise<ForwardResult> {
+    async forward({ requester, id, to, type, now, deadline, pick, payload }): Promise<ForwardResult> {
       const member = memberOf(requester, id);
       if (live(member, now)?.state === "pending") return { status: "duplicate" };
       const online = [...resources.keys()].sort();
       const resource = online[Math.min(online.length - 1, Math.floor(pick * online.length))];
       if (resource === undefined) return { status: "no-resource" };
       const request = { requester, id, to, type, resource, deadline };
-      records.set(member, { request, state: "pending", expires: deadline + ttls.recordGraceMs });
+      records.set(member, {
+        request,
+        payload,
+        retried: false,
+        state: "pending",
+        expires: deadline + ttls.recordGraceMs,
+      });
       deadlines.set(member, deadline);
       return { status: "forwarded", resource };
     },
@@ -97,6 +111,26 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
       if (entry.state === "replied") return { status: "duplicate" };
       if (entry.state === "timeout") return { status: "late" };
       if (entry.request.resource !== resource) return { status: "wrong-resource" };
+      settle(member, entry, "replied", now);
+      return { status: "claimed", request: entry.request };
+    },
+
+    async failover({ requester, id, resource, pick, now }): Promise<FailoverResult> {
+      const member = memberOf(requester, id);
+      const entry = live(member, now);
+      if (!entry) return { status: "unknown" };
+      if (entry.state === "replied") return { status: "duplicate" };
+      if (entry.state === "timeout") return { status: "late" };
+      if (entry.request.resource !== resource) return { status: "wrong-resource" };
+      resources.delete(resource);
+      const others = [...resources.keys()];
+      const next = others[Math.min(others.length - 1, Math.floor(pick * others.length))];
+      const movable = entry.request.type === "get" || gone.has(resource);
+      if (!entry.retried && movable && next !== undefined) {
+        entry.request = { ...entry.request, resource: next };
+        entry.retried = true;
+        return { status: "resent", resource: next, type: entry.request.type, payload: entry.payload };
+      }
       settle(member, entry, "replied", now);
       return { status: "claimed", request: entry.request };
     },

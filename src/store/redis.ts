@@ -8,6 +8,7 @@ import { defineScripts } from "./scripts.js";
 import {
   type ClaimResult,
   DEFAULT_TTLS,
+  type FailoverResult,
   type ForwardResult,
   type IqRequestType,
   type PendingRequest,
@@ -38,11 +39,16 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
   return {
     resourceAvailable: (resource, now) =>
       call("presence", () =>
-        redis.resourceAvailable(keys.resources, keys.subscription, resource, now, ttls.presenceMs),
+        redis.resourceAvailable(keys.resources, keys.subscription, keys.gone, resource, now, ttls.presenceMs),
       ).then(() => {}),
-    resourceUnavailable: (resource) =>
-      call("presence", () => redis.hdel(keys.resources, resource)).then(() => {}),
-    clearResources: () => call("presence", () => redis.del(keys.resources)).then(() => {}),
+    resourceUnavailable: (resource, now) =>
+      call("presence", () =>
+        redis.resourceGone(keys.resources, keys.gone, now, ttls.presenceMs, resource),
+      ).then(() => {}),
+    clearResources: (now) =>
+      call("presence", () => redis.resourceGone(keys.resources, keys.gone, now, ttls.presenceMs, "")).then(
+        () => {},
+      ),
     onlineResources: () => call("presence", () => redis.hkeys(keys.resources)).then((list) => list.sort()),
     async setSubscriptionApproved(approved) {
       if (approved)
@@ -52,7 +58,7 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
     subscriptionApproved: () =>
       call("subscription", () => redis.get(keys.subscription)).then((v) => v === "1"),
 
-    async forward({ requester, id, to, type, now, deadline, pick }): Promise<ForwardResult> {
+    async forward({ requester, id, to, type, now, deadline, pick, payload }): Promise<ForwardResult> {
       const member = keys.member(requester, id);
       const recordTtl = Math.max(1, deadline - now) + ttls.recordGraceMs;
       const [status, resource] = await call("forward", () =>
@@ -69,6 +75,7 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
           member,
           recordTtl,
           deadlineIndexTtl,
+          payload,
         ),
       );
       if (status === "forwarded" && resource !== undefined) return { status, resource };
@@ -81,6 +88,29 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
         redis.claim(keys.record(member), keys.deadlines, resource, member, ttls.tombstoneMs),
       );
       const status = reply[0];
+      if (status === "claimed") return { status, request: decode(reply, 1) };
+      if (status === "duplicate" || status === "late" || status === "wrong-resource") return { status };
+      return { status: "unknown" };
+    },
+
+    async failover({ requester, id, resource, pick }): Promise<FailoverResult> {
+      const member = keys.member(requester, id);
+      const reply = await call("failover", () =>
+        redis.failover(
+          keys.resources,
+          keys.record(member),
+          keys.gone,
+          keys.deadlines,
+          resource,
+          pick,
+          member,
+          ttls.tombstoneMs,
+        ),
+      );
+      const status = reply[0];
+      if (status === "resent") {
+        return { status, resource: reply[1] ?? "", type: reply[2] as IqRequestType, payload: reply[3] ?? "" };
+      }
       if (status === "claimed") return { status, request: decode(reply, 1) };
       if (status === "duplicate" || status === "late" || status === "wrong-resource") return { status };
       return { status: "unknown" };

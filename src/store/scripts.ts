@@ -14,6 +14,8 @@ export interface ScriptCommands {
   claim(...args: Array<string | number>): Promise<Array<string | null>>;
   sweep(...args: Array<string | number>): Promise<Array<string | null>>;
   resourceAvailable(...args: Array<string | number>): Promise<number>;
+  resourceGone(...args: Array<string | number>): Promise<number>;
+  failover(...args: Array<string | number>): Promise<Array<string | null>>;
 }
 
 export function defineScripts(redis: Redis | Cluster): Redis & ScriptCommands {

@@ -36,7 +36,28 @@ export interface ForwardInput {
    * atomically with the record.
    */
   readonly pick: number;
+  /** The request's child element, serialized: kept so that a failover can send the request again. */
+  readonly payload: string;
 }
+
+export interface FailoverInput {
+  readonly requester: string;
+  readonly id: string;
+  /** The resource the bounce came from. */
+  readonly resource: string;
+  readonly pick: number;
+  readonly now: number;
+}
+
+export type FailoverResult =
+  | {
+      readonly status: "resent";
+      readonly resource: string;
+      readonly type: IqRequestType;
+      readonly payload: string;
+    }
+  | Exclude<ClaimResult, { status: "wrong-resource" }>
+  | { readonly status: "wrong-resource" };
 
 export type ForwardResult =
   | { readonly status: "forwarded"; readonly resource: string }
@@ -71,10 +92,10 @@ export interface Store {
    * approved subscription, so it also marks the subscription approved.
    */
   resourceAvailable(resource: string, now: number): Promise<void>;
-  /** RFC 6121 4.5: unavailable presence (or a presence error) from one resource. */
-  resourceUnavailable(resource: string): Promise<void>;
+  /** RFC 6121 4.5: unavailable presence (or a presence error) from one resource; remembered as gone. */
+  resourceUnavailable(resource: string, now: number): Promise<void>;
   /** Forget every resource (unavailable or error presence from the bare JID, subscription cancelled). */
-  clearResources(): Promise<void>;
+  clearResources(now: number): Promise<void>;
   /** The online resources, sorted by name. */
   onlineResources(): Promise<string[]>;
 
@@ -86,6 +107,12 @@ export interface Store {
   forward(input: ForwardInput): Promise<ForwardResult>;
   /** Accept a reply: claims the pending request exactly once, only from the resource it was sent to. */
   claimReply(input: ClaimInput): Promise<ClaimResult>;
+  /**
+   * The request bounced as unavailable from the resource it was sent to: that resource stops being routed to,
+   * and the request either moves once to another online resource (a `get`; a `set` only when the resource's
+   * unavailable presence was seen first, so it provably never arrived) or is claimed so the bounce is passed on.
+   */
+  failover(input: FailoverInput): Promise<FailoverResult>;
   /**
    * Claim up to `limit` requests whose deadline is at or before `now`, atomically: a request returned here is
    * returned to no other caller, and a reply arriving afterwards is `late`. Records already gone are skipped.

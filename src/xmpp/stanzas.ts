@@ -4,6 +4,20 @@
  */
 
 import { xml } from "@xmpp/component";
+import parseXml from "@xmpp/xml/lib/parse.js";
+
+export { xml };
+
+/** Parses one serialized element (a stored request payload); null when it is empty or not well-formed. */
+export function parse(serialized: string): Element | null {
+  if (serialized === "") return null;
+  try {
+    return parseXml(serialized);
+  } catch {
+    return null;
+  }
+}
+
 import type { Element } from "@xmpp/xml";
 
 /** Re-address a stanza (XEP-0114 section 3: every stanza from a component carries `to` and `from`). */

@@ -53,29 +53,33 @@ export async function startProsody(opts: ProsodyOptions): Promise<ProsodyServer>
     config,
     readFileSync(TEMPLATE, "utf8").replace(/\{\{(\w+)\}\}/g, (_, key: string) => values[key] ?? ""),
   );
-  for (const user of opts.users) register(config, dir, user.username, domain, user.password);
-
-  let console = "";
+  let output = "";
   const logs = () => {
-    const read = (name: string) => {
-      try {
-        return readFileSync(join(dir, name), "utf8");
-      } catch {
-        return "";
-      }
-    };
-    return `${read("prosody.log")}\n${read("prosody.err")}\n${console}`.split("\n").slice(-40).join("\n");
+    let file = "";
+    try {
+      file = readFileSync(join(dir, "prosody.log"), "utf8");
+    } catch {}
+    return `${file}\n${output}`.split("\n").slice(-40).join("\n");
   };
   const launch = async (): Promise<ChildProcess> => {
     const child = track(spawn("prosody", ["--config", config, "-F"], { stdio: ["ignore", "pipe", "pipe"] }));
     const collect = (chunk: Buffer) => {
-      console += chunk.toString();
+      output += chunk.toString();
     };
     child.stdout?.on("data", collect);
     child.stderr?.on("data", collect);
-    try {
+    // A bad config makes prosody exit at once: say so instead of polling the ports until the timeout.
+    // 'close' rather than 'exit': by then its last words are read from the pipes.
+    const died = new Promise((resolve) => child.once("close", resolve)).then((code) => {
+      throw new Error(`prosody exited with code ${code} before accepting connections\n${logs()}`);
+    });
+    const listening = (async () => {
       await waitForPort(c2sPort, 10_000, logs);
       await waitForPort(componentPort, 10_000, logs);
+    })();
+    try {
+      // race() subscribes to both, so the loser's later rejection (the exit at stop()) is handled.
+      await Promise.race([died, listening]);
     } catch (err) {
       await terminate(child);
       throw err;
@@ -83,7 +87,14 @@ export async function startProsody(opts: ProsodyOptions): Promise<ProsodyServer>
     return child;
   };
 
-  let child = await launch();
+  let child: ChildProcess;
+  try {
+    for (const user of opts.users) register(config, dir, user.username, domain, user.password);
+    child = await launch();
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     domain,
     componentDomain,
@@ -104,8 +115,9 @@ export async function startProsody(opts: ProsodyOptions): Promise<ProsodyServer>
 }
 
 /**
- * prosodyctl refuses to run when its output is a socket (it checks that /dev/stderr is writable), and Node's
- * pipes are sockets: give it a file.
+ * Output goes to a file rather than a pipe: prosodyctl refuses to run when a log sink of the config cannot be
+ * opened, and a sink on /dev/stderr cannot be opened when stderr is a Node pipe (a socket). The template no
+ * longer has such a sink, but a copied config may.
  */
 function register(config: string, dir: string, username: string, domain: string, password: string): void {
   const logFile = join(dir, "prosodyctl.out");

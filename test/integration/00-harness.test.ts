@@ -117,15 +117,18 @@ describe("Prosody harness", { timeout: 60_000 }, () => {
     await entity.send(componentXml("presence", { type: "subscribe", to: impl, from: proxy }));
 
     const presences = () => seen.filter((s) => s.name === "presence");
-    const subscribed = await waitFor("subscribed", () =>
-      presences().findIndex((p) => p.attrs.type === "subscribed" && p.attrs.from === impl),
-    );
-    assert.ok(subscribed >= 0);
-    for (const resource of ["r1", "r2"]) {
-      const index = await waitFor(`available presence of ${resource}`, () => {
-        const i = presences().findIndex((p) => p.attrs.from === `${impl}/${resource}` && !p.attrs.type);
-        return i >= 0 ? i : undefined;
+    const indexOf = (what: string, match: (p: Element) => boolean) =>
+      waitFor(what, () => {
+        const index = presences().findIndex(match);
+        return index >= 0 ? index : undefined;
       });
+    const subscribed = await indexOf(
+      "subscribed",
+      (p) => p.attrs.type === "subscribed" && p.attrs.from === impl,
+    );
+    for (const resource of ["r1", "r2"]) {
+      const full = `${impl}/${resource}`;
+      const index = await indexOf(`presence of ${resource}`, (p) => p.attrs.from === full && !p.attrs.type);
       assert.ok(index > subscribed, `presence of ${resource} comes after subscribed`);
     }
   });
@@ -147,7 +150,7 @@ describe("Prosody harness", { timeout: 60_000 }, () => {
 
     const offline = await sendIq(comp, get(`${impl}/gone`, "harness", proxy), 3000);
     assert.equal(offline.attrs.type, "error");
-    assert.ok(offline.getChild("error")?.getChild("service-unavailable", NS_STANZAS));
+    assert.ok(offline.getChild("error")?.getChild("service-unavailable", NS_STANZAS), offline.toString());
 
     const heard = collectStanzas(requester, (s) => s.name === "iq" && s.attrs.id === "silent-1");
     const silent = get(`${impl}/r1`, "silent");

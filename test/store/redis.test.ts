@@ -46,6 +46,7 @@ describe("Redis store specifics", () => {
       now,
       deadline: now + 1000,
       pick: 0,
+      payload: "<q/>",
     });
     await store.forward({
       requester: "u@x/y",
@@ -55,6 +56,7 @@ describe("Redis store specifics", () => {
       now,
       deadline: now + 1000,
       pick: 0,
+      payload: "<q/>",
     });
     await store.claimReply({ requester: "u@x/y", id: "1", resource: "a", now });
     const admin = new Redis(server.url);
@@ -77,7 +79,16 @@ describe("Redis store specifics", () => {
       await assert.rejects(store.ping(), StoreUnavailableError);
       const now = Date.now();
       await assert.rejects(
-        store.forward({ requester: "u@x/y", id: "1", to: "p", type: "get", now, deadline: now + 1, pick: 0 }),
+        store.forward({
+          requester: "u@x/y",
+          id: "1",
+          to: "p",
+          type: "get",
+          now,
+          deadline: now + 1,
+          pick: 0,
+          payload: "<q/>",
+        }),
         (err: Error) => err instanceof StoreUnavailableError && !err.message.includes("redis://"),
       );
       assert.ok(Date.now() - started < 1500, `failed after ${Date.now() - started} ms`);
@@ -104,6 +115,7 @@ describe("Redis store specifics", () => {
       now,
       deadline: now + 1,
       pick: 0,
+      payload: "<q/>",
     });
     assert.deepEqual(result, { status: "forwarded", resource: "a" });
     await store.close();

@@ -16,6 +16,7 @@ const request = (id: string, over: Partial<ForwardInput> = {}): ForwardInput => 
   now: T0,
   deadline: T0 + 1000,
   pick: 0,
+  payload: "<q/>",
   ...over,
 });
 
@@ -34,9 +35,9 @@ export function storeSuite(name: string, make: MakeStore): void {
 
     it("tracks resources and the subscription", async () => {
       assert.deepEqual(await store.onlineResources(), ["a", "b"]);
-      await store.resourceUnavailable("a");
+      await store.resourceUnavailable("a", T0);
       assert.deepEqual(await store.onlineResources(), ["b"]);
-      await store.clearResources();
+      await store.clearResources(T0);
       assert.deepEqual(await store.onlineResources(), []);
       assert.equal(
         await store.subscriptionApproved(),
@@ -51,7 +52,7 @@ export function storeSuite(name: string, make: MakeStore): void {
     });
 
     it("chooses the resource by pick over the sorted online resources", async () => {
-      assert.deepEqual(await store.forward(request("1", { pick: 0 })), {
+      assert.deepEqual(await store.forward(request("1", { pick: 0, payload: "<q/>" })), {
         status: "forwarded",
         resource: "a",
       });
@@ -71,7 +72,7 @@ export function storeSuite(name: string, make: MakeStore): void {
     });
 
     it("records nothing when no resource is online", async () => {
-      await store.clearResources();
+      await store.clearResources(T0);
       assert.deepEqual(await store.forward(request("1")), { status: "no-resource" });
       assert.equal(await store.pendingCount(), 0);
       assert.deepEqual(
@@ -153,6 +154,36 @@ export function storeSuite(name: string, make: MakeStore): void {
       });
       assert.deepEqual(late, { status: "late" });
       assert.equal((await store.forward(request("1", { now: T0 + 1002 }))).status, "forwarded");
+    });
+
+    it("moves a bounced get once to another resource, and a set only after unavailable presence", async () => {
+      const who = { requester: "user@example.org/desk", now: T0 + 10 };
+      await store.forward(request("g", { pick: 0, payload: "<q xmlns='urn:x'>1</q>" }));
+      assert.deepEqual(await store.failover({ ...who, id: "g", resource: "b", pick: 0 }), {
+        status: "wrong-resource",
+      });
+      assert.deepEqual(await store.failover({ ...who, id: "g", resource: "a", pick: 0 }), {
+        status: "resent",
+        resource: "b",
+        type: "get",
+        payload: "<q xmlns='urn:x'>1</q>",
+      });
+      assert.deepEqual(await store.onlineResources(), ["b"], "the bouncing resource is no longer routed to");
+      const second = await store.failover({ ...who, id: "g", resource: "b", pick: 0 });
+      assert.equal(second.status, "claimed", "moved once only: the second bounce goes to the requester");
+      assert.equal(await store.pendingCount(), 0);
+
+      await store.resourceAvailable("a", T0);
+      await store.forward(request("s1", { type: "set", pick: 0 }));
+      const set = await store.failover({ ...who, id: "s1", resource: "a", pick: 0 });
+      assert.equal(set.status, "claimed", "a set that may have arrived is not sent twice");
+
+      await store.resourceAvailable("a", T0);
+      await store.resourceAvailable("b", T0);
+      await store.forward(request("s2", { type: "set", pick: 0 }));
+      await store.resourceUnavailable("a", T0 + 5);
+      const proven = await store.failover({ ...who, id: "s2", resource: "a", pick: 0 });
+      assert.equal(proven.status, "resent", "unavailable presence first: the set never arrived");
     });
 
     it("says unknown for a reply nobody asked for", async () => {

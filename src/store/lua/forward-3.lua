@@ -1,7 +1,8 @@
 -- forward: choose an online resource and record the request as pending, in one atomic step.
 -- KEYS[1] resources hash (resource -> last seen), KEYS[2] the request's record hash, KEYS[3] deadlines zset
 -- ARGV[1] requester, ARGV[2] id, ARGV[3] to, ARGV[4] type, ARGV[5] deadline (epoch ms), ARGV[6] pick in [0, 1),
--- ARGV[7] member, ARGV[8] record TTL (ms), ARGV[9] deadlines zset TTL (ms)
+-- ARGV[7] member, ARGV[8] record TTL (ms), ARGV[9] deadlines zset TTL (ms),
+-- ARGV[10] the request's payload (serialized child element), kept so a failover can send it again
 -- Returns {"forwarded", resource} | {"no-resource"} | {"duplicate"}
 local resources, record, deadlines = KEYS[1], KEYS[2], KEYS[3]
 
@@ -28,7 +29,7 @@ if index < 1 then index = 1 end
 local resource = names[index]
 
 redis.call("HSET", record, "requester", ARGV[1], "id", ARGV[2], "to", ARGV[3], "type", ARGV[4],
-  "resource", resource, "deadline", ARGV[5], "state", "pending")
+  "resource", resource, "deadline", ARGV[5], "state", "pending", "payload", ARGV[10])
 redis.call("PEXPIRE", record, ARGV[8])
 redis.call("ZADD", deadlines, ARGV[5], ARGV[7])
 redis.call("PEXPIRE", deadlines, ARGV[9])

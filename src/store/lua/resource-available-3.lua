@@ -1,11 +1,13 @@
--- resource-available-2.lua: record that a resource of the implementing account is available.
+-- resource-available-3.lua: record that a resource of the implementing account is available.
 -- Available presence reaches the component only through an approved subscription (RFC 6121 section 4.2.2),
 -- so it also confirms the subscription flag and refreshes its TTL.
 -- KEYS[1]  resources hash (resource -> epoch ms last seen available)
 -- KEYS[2]  subscription flag
--- ARGV[1]  resource   ARGV[2]  now (epoch ms)   ARGV[3]  TTL of both keys (ms)
+-- KEYS[3]  gone hash (the resource is no longer gone)
+-- ARGV[1]  resource   ARGV[2]  now (epoch ms)   ARGV[3]  TTL of the keys (ms)
 -- Returns  1
 redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
 redis.call("PEXPIRE", KEYS[1], ARGV[3])
 redis.call("SET", KEYS[2], "1", "PX", ARGV[3])
+redis.call("HDEL", KEYS[3], ARGV[1])
 return 1
