@@ -5,7 +5,7 @@
  */
 import { loadConfig } from "./config.js";
 import { createLogger } from "./log.js";
-import { startService } from "./main.js";
+import { type Service, startService } from "./main.js";
 
 const result = loadConfig(process.env);
 if (!result.ok) {
@@ -33,20 +33,24 @@ process.on("unhandledRejection", (err) => {
   );
 });
 
+// Signals are handled from the start: a SIGTERM while starting still ends in a clean exit 0.
+let service: Service | undefined;
+let stopping = false;
+const shutdown = (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, "stopping");
+  (service ? service.stop() : Promise.resolve()).then(
+    () => exit(0),
+    () => exit(1),
+  );
+};
+process.on("SIGTERM", () => shutdown("SIGTERM"));
+process.on("SIGINT", () => shutdown("SIGINT"));
+
 try {
-  const service = await startService(result.config, log, exit);
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "stopping");
-    service.stop().then(
-      () => exit(0),
-      () => exit(1),
-    );
-  };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
+  service = await startService(result.config, log, exit);
+  if (stopping) await service.stop().finally(() => exit(0));
 } catch (err) {
   log.fatal({ err: { message: (err as Error).message } }, "failed to start");
   exit(1);
