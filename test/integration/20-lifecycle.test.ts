@@ -5,12 +5,32 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { xml } from "@xmpp/client";
-import { autoApprove, connectClient, sendIq, serveIq, stopClient } from "../harness/clients.js";
+import type { Element } from "@xmpp/xml";
+import {
+  autoApprove,
+  collectStanzas,
+  connectClient,
+  sendIq,
+  serveIq,
+  stopClient,
+} from "../harness/clients.js";
 import { freePort } from "../harness/ports.js";
 import { type ProsodyServer, startProsody } from "../harness/prosody.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { type ServiceProcess, startService } from "../harness/service.js";
-import { echo, errorCondition, httpStatus, implementingBehaviour, NS_ECHO, until } from "./helpers.js";
+import {
+  echo,
+  errorCondition,
+  httpStatus,
+  implementingBehaviour,
+  NS_ECHO,
+  NS_SILENT,
+  receivedBy,
+  sleep,
+  until,
+} from "./helpers.js";
+
+const receivedCount = (prefix: string) => [...receivedBy.keys()].filter((id) => id.startsWith(prefix)).length;
 
 const PASSWORD = "pw-test-123";
 type Client = Awaited<ReturnType<typeof connectClient>>;
@@ -143,11 +163,28 @@ describe("connection lifecycle with Prosody", { timeout: 180_000 }, () => {
     assert.equal(standby.status, 503);
     assert.match(standby.body, /standby/);
     await serves();
+    // Requests the active replica forwarded and never saw answered: the survivor must answer each, once.
+    const left = collectStanzas(
+      requester as Client,
+      (st: Element) => st.attrs.id?.startsWith("left-") ?? false,
+    );
+    for (let i = 0; i < 3; i++) await (requester as Client).send(echo(`left-${i}`, proxy, "x", NS_SILENT));
+    await until("the three requests recorded", () => (receivedCount("left-") === 3 ? true : undefined), 5000);
     await a.kill();
     const killedAt = Date.now();
     await ready(portB, 10_000);
     assert.ok(Date.now() - killedAt < 5_000, `standby took over after ${Date.now() - killedAt} ms`);
     await serves();
+    await until("timeouts from the survivor", () => (left.length >= 3 ? true : undefined), 10_000);
+    await sleep(500);
+    assert.equal(left.length, 3, "exactly one answer each");
+    for (const answer of left) {
+      assert.deepEqual(errorCondition(answer), {
+        type: "wait",
+        condition: "remote-server-timeout",
+        by: proxy,
+      });
+    }
     await b.stop();
   });
 
