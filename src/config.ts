@@ -31,6 +31,8 @@ export interface Config {
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   readonly reconnect: { readonly minMs: number; readonly maxMs: number; readonly standbyMs: number };
   readonly sweepIntervalMs: number;
+  /** After a (re)connect, resources not confirmed by presence within this time are forgotten. */
+  readonly resourceConfirmMs: number;
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
@@ -75,6 +77,7 @@ const schema = z.object({
   RECONNECT_MAX_MS: int(10, 3_600_000).default(30_000),
   STANDBY_RETRY_MS: int(10, 600_000).default(2_000),
   SWEEP_INTERVAL_MS: int(10, 60_000).optional(),
+  RESOURCE_CONFIRM_MS: int(100, 600_000).default(10_000),
 });
 
 /** Parses the environment. Never throws; never echoes a secret. */
@@ -127,6 +130,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       maxMs: data.RECONNECT_MAX_MS,
       standbyMs: data.STANDBY_RETRY_MS,
     },
+    resourceConfirmMs: data.RESOURCE_CONFIRM_MS,
     sweepIntervalMs:
       data.SWEEP_INTERVAL_MS ?? Math.min(1000, Math.max(50, Math.floor(data.IQ_TIMEOUT_MS / 10))),
   };
