@@ -12,6 +12,7 @@ import { createForwarder } from "./proxy/forward.js";
 import { createInbound } from "./proxy/inbound.js";
 import { createPresence } from "./proxy/presence.js";
 import { createReplier } from "./proxy/reply.js";
+import { createResender } from "./proxy/resend.js";
 import { createSweeper } from "./proxy/sweeper.js";
 import { createBalancer } from "./routing/balance.js";
 import { createKeys } from "./store/keys.js";
@@ -44,7 +45,18 @@ export async function startService(
   const send = (stanza: Element) => sendStanza(stanza);
   const answerError = createAnswerer({ send, domain, metrics });
   const balance = createBalancer(config.balance);
-  const presence = createPresence({ store, send, clock, domain, target, log });
+  const resend = createResender({ jat, send, domain, target, metrics, log });
+  const presence = createPresence({
+    store,
+    send,
+    clock,
+    domain,
+    target,
+    log,
+    pick: balance,
+    resend,
+    confirmMs: config.resourceConfirmMs,
+  });
   const inbound = createInbound({
     ctx: { domain, target },
     forward: createForwarder({
@@ -68,8 +80,7 @@ export async function startService(
       log,
       metrics,
       pick: balance,
-      domain,
-      target,
+      resend,
       onBounce: () => presence.probe(),
     }),
     presence,

@@ -10,6 +10,7 @@ import type { Decision } from "../routing/classify.js";
 import type { Store } from "../store/types.js";
 import { presence } from "../xmpp/stanzas.js";
 import type { Send } from "./answer.js";
+import type { Resender } from "./resend.js";
 
 type TargetPresence = Extract<Decision, { kind: "target-presence" }>;
 
@@ -20,9 +21,16 @@ export interface PresenceDeps {
   domain: string;
   target: string;
   log: Logger;
+  pick: () => number;
+  resend: Resender;
+  /** After a (re)connect, resources not confirmed by presence within this time are forgotten. */
+  confirmMs: number;
   /** How often to probe again while connected, refreshing the store's view. */
   reprobeMs?: number;
 }
+
+/** Replicas' clocks may differ a little: a confirmation this much older than the probe still counts. */
+const CLOCK_SKEW_MS = 2_000;
 
 export function createPresence({
   store,
@@ -31,10 +39,25 @@ export function createPresence({
   domain,
   target,
   log,
+  pick,
+  resend,
+  confirmMs,
   reprobeMs = 5 * 60_000,
 }: PresenceDeps) {
   let approved = false;
   let reprobe: NodeJS.Timeout | undefined;
+  let expiry: NodeJS.Timeout | undefined;
+
+  /** Resources whose unavailable presence was missed while disconnected are not confirmed by the probe. */
+  async function expireUnconfirmed(since: number): Promise<void> {
+    try {
+      const removed = await store.expireResources(since, clock());
+      if (removed.length > 0)
+        log.info({ count: removed.length }, "forgot resources not confirmed after reconnecting");
+    } catch (err) {
+      log.warn({ err: { message: (err as Error).message } }, "store unavailable: resources not reconciled");
+    }
+  }
 
   const probe = () => send(presence("probe", target, domain));
 
@@ -54,9 +77,14 @@ export function createPresence({
       case "unavailable":
       case "error":
         log.debug({ resource, type }, "target resource gone");
-        await (resource === ""
-          ? store.clearResources(clock())
-          : store.resourceUnavailable(resource, clock()));
+        if (resource === "") {
+          await store.clearResources(clock());
+          return;
+        }
+        // Pending gets sent to it may never be answered: send them once more, elsewhere.
+        for (const moved of await store.resourceUnavailable(resource, clock(), pick())) {
+          resend({ ...moved, type: "get" });
+        }
         return;
       case "subscribed":
         log.info({ target }, "subscription to the implementing account approved");
@@ -92,6 +120,10 @@ export function createPresence({
     /** After every (re)connect: re-subscribe, and probe once approval is known (in this or another replica). */
     async onOnline(): Promise<void> {
       send(presence("subscribe", target, domain));
+      clearTimeout(expiry);
+      const since = clock() - CLOCK_SKEW_MS;
+      expiry = setTimeout(() => void expireUnconfirmed(since), confirmMs);
+      expiry.unref();
       clearInterval(reprobe);
       reprobe = setInterval(() => approved && probe(), reprobeMs);
       reprobe.unref();
@@ -104,6 +136,7 @@ export function createPresence({
     },
     stop(): void {
       clearInterval(reprobe);
+      clearTimeout(expiry);
     },
   };
 }

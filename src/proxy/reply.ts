@@ -10,8 +10,9 @@ import type { Metrics } from "../metrics.js";
 import type { Decision } from "../routing/classify.js";
 import type { FailoverResult, Store } from "../store/types.js";
 import { NS_STANZAS } from "../xmpp/errors.js";
-import { parse, readdress, xml } from "../xmpp/stanzas.js";
+import { readdress } from "../xmpp/stanzas.js";
 import type { Send } from "./answer.js";
+import type { Resender } from "./resend.js";
 
 type ReplyDecision = Extract<Decision, { kind: "reply" }>;
 
@@ -25,14 +26,13 @@ export interface ReplierDeps {
   log: Logger;
   metrics: Metrics;
   pick: () => number;
-  domain: string;
-  target: string;
+  resend: Resender;
   /** A resource bounced a request as unavailable: check the target's presence again. */
   onBounce: (resource: string) => void;
 }
 
 export function createReplier(deps: ReplierDeps) {
-  const { store, jat, send, clock, log, metrics, pick, domain, target, onBounce } = deps;
+  const { store, jat, send, clock, log, metrics, pick, resend, onBounce } = deps;
   const drop = (reason: DroppedReply, details: object) => {
     log.debug({ reason, ...details }, "reply dropped");
     metrics.dropped.inc({ reason });
@@ -61,23 +61,9 @@ export function createReplier(deps: ReplierDeps) {
     }
     if (bounced) onBounce(resource);
     switch (claim.status) {
-      case "resent": {
-        log.debug(
-          { requester, id, from: resource, to: claim.resource },
-          "bounced: request sent to another resource",
-        );
-        metrics.retries.inc();
-        const payload = parse(claim.payload);
-        const iq = xml("iq", {
-          type: claim.type,
-          id,
-          to: `${target}/${claim.resource}`,
-          from: `${domain}/${token}`,
-        });
-        if (payload) iq.append(payload);
-        send(iq);
+      case "resent":
+        resend({ requester, id, type: claim.type, resource: claim.resource, payload: claim.payload });
         return;
-      }
       case "claimed":
         log.debug({ requester, id, resource }, "reply routed");
         metrics.routed.inc();

@@ -7,6 +7,7 @@ import {
   DEFAULT_TTLS,
   type FailoverResult,
   type ForwardResult,
+  type MovedRequest,
   type PendingRequest,
   type Store,
   type StoreTtls,
@@ -68,9 +69,32 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
       gone.delete(resource);
       approved = true;
     },
-    async resourceUnavailable(resource, now) {
+    async resourceUnavailable(resource, now, pick) {
       resources.delete(resource);
       gone.set(resource, now);
+      const names = [...resources.keys()];
+      const moved: MovedRequest[] = [];
+      if (names.length === 0) return moved;
+      const base = Math.floor(pick * names.length);
+      for (const [member] of deadlines) {
+        const entry = records.get(member);
+        const request = entry?.request;
+        if (!entry || !request || entry.state !== "pending" || request.resource !== resource) continue;
+        if (request.type !== "get" || entry.retried) continue;
+        const next = names[(base + moved.length + 1) % names.length] as string;
+        entry.request = { ...request, resource: next };
+        entry.retried = true;
+        moved.push({ requester: request.requester, id: request.id, resource: next, payload: entry.payload });
+      }
+      return moved;
+    },
+    async expireResources(since, now) {
+      const removed = [...resources].filter(([, seen]) => seen < since).map(([resource]) => resource);
+      for (const resource of removed) {
+        resources.delete(resource);
+        gone.set(resource, now);
+      }
+      return removed;
     },
     async clearResources(now) {
       for (const resource of resources.keys()) gone.set(resource, now);

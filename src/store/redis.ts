@@ -11,6 +11,7 @@ import {
   type FailoverResult,
   type ForwardResult,
   type IqRequestType,
+  type MovedRequest,
   type PendingRequest,
   type Store,
   type StoreTtls,
@@ -41,14 +42,45 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
       call("presence", () =>
         redis.resourceAvailable(keys.resources, keys.subscription, keys.gone, resource, now, ttls.presenceMs),
       ).then(() => {}),
-    resourceUnavailable: (resource, now) =>
-      call("presence", () =>
-        redis.resourceGone(keys.resources, keys.gone, now, ttls.presenceMs, resource),
-      ).then(() => {}),
+    async resourceUnavailable(resource, now, pick) {
+      const flat = await call("presence", () =>
+        redis.resourceGone(
+          keys.resources,
+          keys.gone,
+          keys.deadlines,
+          now,
+          ttls.presenceMs,
+          resource,
+          keys.recordPrefix,
+          pick,
+        ),
+      );
+      const moved: MovedRequest[] = [];
+      for (let i = 0; i + 4 <= flat.length; i += 4) {
+        moved.push({
+          requester: flat[i] ?? "",
+          id: flat[i + 1] ?? "",
+          resource: flat[i + 2] ?? "",
+          payload: flat[i + 3] ?? "",
+        });
+      }
+      return moved;
+    },
     clearResources: (now) =>
-      call("presence", () => redis.resourceGone(keys.resources, keys.gone, now, ttls.presenceMs, "")).then(
-        () => {},
-      ),
+      call("presence", () =>
+        redis.resourceGone(
+          keys.resources,
+          keys.gone,
+          keys.deadlines,
+          now,
+          ttls.presenceMs,
+          "",
+          keys.recordPrefix,
+          0,
+        ),
+      ).then(() => {}),
+    expireResources: (since, now) =>
+      call("presence", () => redis.expireResources(keys.resources, keys.gone, since, now, ttls.presenceMs)),
     onlineResources: () => call("presence", () => redis.hkeys(keys.resources)).then((list) => list.sort()),
     async setSubscriptionApproved(approved) {
       if (approved)

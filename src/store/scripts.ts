@@ -14,7 +14,8 @@ export interface ScriptCommands {
   claim(...args: Array<string | number>): Promise<Array<string | null>>;
   sweep(...args: Array<string | number>): Promise<Array<string | null>>;
   resourceAvailable(...args: Array<string | number>): Promise<number>;
-  resourceGone(...args: Array<string | number>): Promise<number>;
+  resourceGone(...args: Array<string | number>): Promise<Array<string | null>>;
+  expireResources(...args: Array<string | number>): Promise<string[]>;
   failover(...args: Array<string | number>): Promise<Array<string | null>>;
 }
 

@@ -40,6 +40,14 @@ export interface ForwardInput {
   readonly payload: string;
 }
 
+/** A pending `get` moved to another resource because its resource went away. */
+export interface MovedRequest {
+  readonly requester: string;
+  readonly id: string;
+  readonly resource: string;
+  readonly payload: string;
+}
+
 export interface FailoverInput {
   readonly requester: string;
   readonly id: string;
@@ -92,8 +100,14 @@ export interface Store {
    * approved subscription, so it also marks the subscription approved.
    */
   resourceAvailable(resource: string, now: number): Promise<void>;
-  /** RFC 6121 4.5: unavailable presence (or a presence error) from one resource; remembered as gone. */
-  resourceUnavailable(resource: string, now: number): Promise<void>;
+  /**
+   * RFC 6121 4.5: unavailable presence (or a presence error) from one resource; remembered as gone. Pending
+   * `get` requests sent to it move once to another online resource (chosen with `pick`) and are returned, for
+   * the caller to send again.
+   */
+  resourceUnavailable(resource: string, now: number, pick: number): Promise<MovedRequest[]>;
+  /** Forget the resources not seen available since `since` (after a reconnect and a probe); returns them. */
+  expireResources(since: number, now: number): Promise<string[]>;
   /** Forget every resource (unavailable or error presence from the bare JID, subscription cancelled). */
   clearResources(now: number): Promise<void>;
   /** The online resources, sorted by name. */

@@ -13,7 +13,7 @@ import { freePort } from "../harness/ports.js";
 import { type ProsodyServer, startProsody } from "../harness/prosody.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { type ServiceProcess, startService } from "../harness/service.js";
-import { echo, errorCondition, httpStatus, implementingBehaviour, NS_ECHO, until } from "./helpers.js";
+import { echo, errorCondition, httpStatus, implementingBehaviour, NS_ECHO, sleep, until } from "./helpers.js";
 
 const PASSWORD = "pw-test-123";
 
@@ -28,6 +28,19 @@ describe("failover when the chosen resource is gone", { timeout: 120_000 }, () =
   let keys: ReturnType<typeof createKeys>;
   let proxy: string;
 
+  const serviceEnv = (): Record<string, string> => ({
+    XMPP_SERVICE: `xmpp://127.0.0.1:${prosody.componentPort}`,
+    XMPP_DOMAIN: proxy,
+    XMPP_PASSWORD: prosody.componentSecret,
+    TARGET_JID: `impl@${prosody.domain}`,
+    REDIS_URL: redis.url,
+    REDIS_PREFIX: "fo",
+    JAT_KEYS: "k1:0123456789abcdef0123456789abcdef",
+    IQ_TIMEOUT_MS: "3000",
+    HTTP_PORT: String(httpPort),
+    LOG_LEVEL: "debug",
+  });
+
   before(async () => {
     prosody = await startProsody({
       users: [
@@ -40,18 +53,7 @@ describe("failover when the chosen resource is gone", { timeout: 120_000 }, () =
     redis = await startRedis();
     admin = new Redis(redis.url);
     httpPort = await freePort();
-    service = startService({
-      XMPP_SERVICE: `xmpp://127.0.0.1:${prosody.componentPort}`,
-      XMPP_DOMAIN: proxy,
-      XMPP_PASSWORD: prosody.componentSecret,
-      TARGET_JID: `impl@${prosody.domain}`,
-      REDIS_URL: redis.url,
-      REDIS_PREFIX: "fo",
-      JAT_KEYS: "k1:0123456789abcdef0123456789abcdef",
-      IQ_TIMEOUT_MS: "3000",
-      HTTP_PORT: String(httpPort),
-      LOG_LEVEL: "debug",
-    });
+    service = startService(serviceEnv());
     for (const resource of ["r1", "r2"]) {
       const client = await connectClient({
         service: `xmpp://127.0.0.1:${prosody.c2sPort}`,
@@ -119,5 +121,29 @@ describe("failover when the chosen resource is gone", { timeout: 120_000 }, () =
     );
     const again = await sendIq(requester, echo("after-1", proxy, "x"), 5000);
     assert.equal(again.attrs.type, "result");
+  });
+
+  it("forgets a resource whose unavailable presence was missed while no replica was connected", async () => {
+    await until("both resources known", async () =>
+      (await admin.hlen(keys.resources)) === 2 ? true : undefined,
+    );
+    await service.stop();
+    const gone = impl.shift();
+    await stopClient(gone);
+    assert.equal(await admin.hlen(keys.resources), 2, "the store still believes in the resource that left");
+    // Confirmations up to 2 s older than the probe count (replicas' clocks differ): let that pass.
+    await sleep(2500);
+    service = startService({ ...serviceEnv(), RESOURCE_CONFIRM_MS: "1000" });
+    await until("the missed resource forgotten", async () => {
+      const left = await admin.hkeys(keys.resources);
+      return left.length === 1 && left[0] === "r2" ? true : undefined;
+    });
+    const answer = await sendIq(requester, echo("after-reconcile", proxy, "x"), 5000);
+    assert.equal(answer.getChild("echo", NS_ECHO)?.attrs.resource, "r2");
+    assert.doesNotMatch(
+      (await httpStatus(httpPort, "/metrics")).body,
+      /^xcp_retries_total [1-9]/m,
+      "no bounce was needed",
+    );
   });
 });

@@ -35,7 +35,7 @@ export function storeSuite(name: string, make: MakeStore): void {
 
     it("tracks resources and the subscription", async () => {
       assert.deepEqual(await store.onlineResources(), ["a", "b"]);
-      await store.resourceUnavailable("a", T0);
+      await store.resourceUnavailable("a", T0, 0);
       assert.deepEqual(await store.onlineResources(), ["b"]);
       await store.clearResources(T0);
       assert.deepEqual(await store.onlineResources(), []);
@@ -181,9 +181,34 @@ export function storeSuite(name: string, make: MakeStore): void {
       await store.resourceAvailable("a", T0);
       await store.resourceAvailable("b", T0);
       await store.forward(request("s2", { type: "set", pick: 0 }));
-      await store.resourceUnavailable("a", T0 + 5);
+      await store.resourceUnavailable("a", T0 + 5, 0);
       const proven = await store.failover({ ...who, id: "s2", resource: "a", pick: 0 });
       assert.equal(proven.status, "resent", "unavailable presence first: the set never arrived");
+    });
+
+    it("moves pending gets of a resource that went away, once, and leaves its sets", async () => {
+      await store.forward(request("g1", { pick: 0, payload: "<a/>" }));
+      await store.forward(request("s1", { pick: 0, type: "set" }));
+      await store.forward(request("g2", { pick: 0.9 }));
+      const moved = await store.resourceUnavailable("a", T0 + 1, 0);
+      assert.deepEqual(moved, [
+        { requester: "user@example.org/desk", id: "g1", resource: "b", payload: "<a/>" },
+      ]);
+      assert.deepEqual(await store.onlineResources(), ["b"]);
+      const claim = await store.claimReply({
+        requester: "user@example.org/desk",
+        id: "g1",
+        resource: "b",
+        now: T0 + 2,
+      });
+      assert.equal(claim.status, "claimed", "the reply is now expected from the new resource");
+      assert.deepEqual(await store.resourceUnavailable("b", T0 + 3, 0), [], "nowhere left to move to");
+    });
+
+    it("forgets resources not confirmed since a point in time", async () => {
+      await store.resourceAvailable("c", T0 + 100);
+      assert.deepEqual((await store.expireResources(T0 + 50, T0 + 200)).sort(), ["a", "b"]);
+      assert.deepEqual(await store.onlineResources(), ["c"]);
     });
 
     it("says unknown for a reply nobody asked for", async () => {

@@ -1,0 +1,40 @@
+/**
+ * Sends a pending request again, to the resource the store moved it to. The request is rebuilt from its
+ * stored payload with the same id, type and translated `from`, so the implementing client cannot tell it
+ * from a first send.
+ */
+import type { Logger } from "pino";
+import type { Jat } from "../jat/token.js";
+import type { Metrics } from "../metrics.js";
+import type { IqRequestType } from "../store/types.js";
+import { parse, xml } from "../xmpp/stanzas.js";
+import type { Send } from "./answer.js";
+
+export interface Resend {
+  readonly requester: string;
+  readonly id: string;
+  readonly type: IqRequestType;
+  readonly resource: string;
+  readonly payload: string;
+}
+
+export function createResender(deps: {
+  jat: Jat;
+  send: Send;
+  domain: string;
+  target: string;
+  metrics: Metrics;
+  log: Logger;
+}) {
+  const { jat, send, domain, target, metrics, log } = deps;
+  return function resend({ requester, id, type, resource, payload }: Resend): void {
+    const token = jat.sign(requester);
+    const child = parse(payload);
+    if (token === null || child === null) return;
+    log.debug({ requester, id, resource }, "request sent again to another resource");
+    metrics.retries.inc();
+    send(xml("iq", { type, id, to: `${target}/${resource}`, from: `${domain}/${token}` }, child));
+  };
+}
+
+export type Resender = ReturnType<typeof createResender>;
