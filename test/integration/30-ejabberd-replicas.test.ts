@@ -56,6 +56,23 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
   const requesters: Client[] = [];
   let proxy: string;
 
+  async function connectImpl(resource: string): Promise<Client> {
+    const client = await connectClient({
+      service: `xmpp://127.0.0.1:${ejabberd.c2sPort}`,
+      domain: ejabberd.domain,
+      username: "impl",
+      password: PASSWORD,
+      resource,
+    });
+    autoApprove(client, proxy);
+    serveIq(
+      client,
+      implementingBehaviour(resource, (stanza) => void client.send(stanza)),
+    );
+    await client.send(xml("presence"));
+    return client;
+  }
+
   before(async () => {
     ejabberd = await startEjabberd({
       users: [
@@ -87,22 +104,7 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
         20_000,
       );
     }
-    for (const resource of ["r1", "r2"]) {
-      const client = await connectClient({
-        service: `xmpp://127.0.0.1:${ejabberd.c2sPort}`,
-        domain: ejabberd.domain,
-        username: "impl",
-        password: PASSWORD,
-        resource,
-      });
-      autoApprove(client, proxy);
-      serveIq(
-        client,
-        implementingBehaviour(resource, (stanza) => void client.send(stanza)),
-      );
-      await client.send(xml("presence"));
-      impl.push(client);
-    }
+    for (const resource of ["r1", "r2"]) impl.push(await connectImpl(resource));
     for (let i = 0; i < 3; i++) {
       requesters.push(
         await connectClient({
@@ -178,6 +180,39 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
     // lost before any replica could record it. That window is a few stanzas, not a share of the load.
     assert.ok(unanswered.length <= 20, `unanswered: ${unanswered.slice(0, 10).join(", ")}`);
     assert.ok(correct >= 2900, `only ${correct} correct results`);
+  });
+
+  it("routes only to online resources while a resource goes offline and online repeatedly", async () => {
+    const run = load(requesters, proxy, "churn", 1500, 6);
+    for (let round = 0; round < 5; round++) {
+      await sleep(300);
+      await stopClient(impl[0]);
+      await sleep(300);
+      impl[0] = await connectImpl("r1");
+    }
+    const { answers, expected } = await run;
+    await sleep(TIMEOUT_MS + 1500);
+    let results = 0;
+    for (const [id, payload] of expected) {
+      const list = answers.get(id) ?? [];
+      assert.ok(list.length <= 1, `${id} was answered ${list.length} times`);
+      if (list[0]?.attrs.type === "result") {
+        assert.equal(list[0].getChild("echo", NS_ECHO)?.getText(), payload);
+        results++;
+      }
+    }
+    console.log(`churn: ${results} of ${expected.size} requests answered with a result`);
+    assert.ok(results >= expected.size - 15, `only ${results} results`);
+    // Settled: every replica routes to the two online resources only.
+    const resources = new Set<string>();
+    const { answers: after } = await load(requesters, proxy, "settled", 300, 5);
+    for (const list of after.values()) {
+      assert.equal(list.length, 1);
+      assert.equal(list[0]?.attrs.type, "result", list[0]?.toString());
+      resources.add(list[0]?.getChild("echo", NS_ECHO)?.attrs.resource ?? "");
+    }
+    assert.equal(after.size, 300);
+    assert.deepEqual([...resources].sort(), ["r1", "r2"]);
   });
 
   it("serves every request sent after the kill", async () => {
