@@ -14,6 +14,7 @@ import { createPresence } from "./proxy/presence.js";
 import { createReplier } from "./proxy/reply.js";
 import { createResender } from "./proxy/resend.js";
 import { createSweeper } from "./proxy/sweeper.js";
+import { createTracker } from "./proxy/tracker.js";
 import { createBalancer } from "./routing/balance.js";
 import { createKeys } from "./store/keys.js";
 import { createMemoryStore } from "./store/memory.js";
@@ -44,6 +45,17 @@ export async function startService(
   let sendStanza: (stanza: Element) => boolean = () => false;
   const send = (stanza: Element) => sendStanza(stanza);
   const answerError = createAnswerer({ send, domain, metrics });
+  // Long enough for the shared sweep to answer first; the tracker is only the fallback.
+  const tracker = createTracker({
+    store,
+    answerError,
+    clock,
+    graceMs: 2 * config.sweepIntervalMs + 1_000,
+    rememberMs: config.iqTimeoutMs + 2 * config.sweepIntervalMs + 1_000,
+    // Replicas reconnect to Redis at most 2 s apart (retry cap): wait for all of them to restore.
+    settleMs: 5_000,
+    log,
+  });
   const balance = createBalancer(config.balance);
   const resend = createResender({ jat, send, domain, target, metrics, log });
   const presence = createPresence({
@@ -71,6 +83,7 @@ export async function startService(
       timeoutMs: config.iqTimeoutMs,
       log,
       metrics,
+      tracker,
     }),
     reply: createReplier({
       store,
@@ -81,6 +94,7 @@ export async function startService(
       metrics,
       pick: balance,
       resend,
+      tracker,
       onBounce: () => presence.probe(),
     }),
     presence,
@@ -103,6 +117,7 @@ export async function startService(
   });
   // A Redis that comes back may have lost the resource set: ask the server again.
   onStoreReconnect(() => {
+    tracker.checkEpoch().catch(() => {});
     if (connection.state === "connected") void presence.onOnline();
   });
 
@@ -113,6 +128,7 @@ export async function startService(
     clock,
     intervalMs: config.sweepIntervalMs,
     log,
+    tracker,
   });
 
   const http = createHttpServer({
@@ -147,7 +163,10 @@ export async function startService(
   sweeper.start();
   // XMPP in -> store: presence that arrives before the store answers would be lost, so connect after it does.
   let stopped = false;
-  void waitForStore(store, log, () => stopped).then(() => stopped || connection.start());
+  void waitForStore(store, log, () => stopped)
+    .then(() => tracker.checkEpoch())
+    .catch(() => {})
+    .then(() => stopped || connection.start());
 
   return {
     httpPort,

@@ -10,6 +10,7 @@ import type { Decision } from "../routing/classify.js";
 import type { Store } from "../store/types.js";
 import { readdress } from "../xmpp/stanzas.js";
 import type { AnswerError, Send } from "./answer.js";
+import type { Tracker } from "./tracker.js";
 
 type ForwardDecision = Extract<Decision, { kind: "forward" }>;
 
@@ -25,10 +26,12 @@ export interface ForwarderDeps {
   timeoutMs: number;
   log: Logger;
   metrics: Metrics;
+  tracker: Tracker;
 }
 
 export function createForwarder(deps: ForwarderDeps) {
-  const { store, jat, send, answerError, pick, clock, domain, target, timeoutMs, log, metrics } = deps;
+  const { store, jat, send, answerError, pick, clock, domain, target, timeoutMs, log, metrics, tracker } =
+    deps;
 
   return async function forward(stanza: Element, decision: ForwardDecision): Promise<void> {
     const { requester, id, type, to } = decision;
@@ -64,6 +67,10 @@ export function createForwarder(deps: ForwarderDeps) {
         log.debug({ requester, id }, "no resource online");
         answerError(request, "noResource");
         return;
+      case "presence-unknown":
+        log.debug({ requester, id }, "presence of the target not known yet");
+        answerError(request, "presenceUnknown");
+        return;
       case "duplicate":
         log.debug({ requester, id }, "duplicate request id while pending");
         answerError(request, "duplicateId");
@@ -71,6 +78,7 @@ export function createForwarder(deps: ForwarderDeps) {
       case "forwarded":
         log.debug({ requester, id, resource: result.resource }, "forwarded");
         metrics.forwarded.inc();
+        tracker.track({ requester, id, to, deadline: now + timeoutMs });
         // If the connection dropped meanwhile, the record stays pending and the sweep answers it.
         send(readdress(stanza, `${target}/${result.resource}`, `${domain}/${token}`));
         return;

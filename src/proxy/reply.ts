@@ -13,6 +13,7 @@ import { NS_STANZAS } from "../xmpp/errors.js";
 import { readdress } from "../xmpp/stanzas.js";
 import type { Send } from "./answer.js";
 import type { Resender } from "./resend.js";
+import type { Tracker } from "./tracker.js";
 
 type ReplyDecision = Extract<Decision, { kind: "reply" }>;
 
@@ -27,12 +28,13 @@ export interface ReplierDeps {
   metrics: Metrics;
   pick: () => number;
   resend: Resender;
+  tracker: Tracker;
   /** A resource bounced a request as unavailable: check the target's presence again. */
   onBounce: (resource: string) => void;
 }
 
 export function createReplier(deps: ReplierDeps) {
-  const { store, jat, send, clock, log, metrics, pick, resend, onBounce } = deps;
+  const { store, jat, send, clock, log, metrics, pick, resend, tracker, onBounce } = deps;
   const drop = (reason: DroppedReply, details: object) => {
     log.debug({ reason, ...details }, "reply dropped");
     metrics.dropped.inc({ reason });
@@ -67,6 +69,7 @@ export function createReplier(deps: ReplierDeps) {
       case "claimed":
         log.debug({ requester, id, resource }, "reply routed");
         metrics.routed.inc();
+        tracker.answered(requester, id);
         send(readdress(stanza, claim.request.requester, claim.request.to));
         return;
       case "wrong-resource":

@@ -6,6 +6,7 @@
 import type { Logger } from "pino";
 import type { Store } from "../store/types.js";
 import type { AnswerError } from "./answer.js";
+import type { Tracker } from "./tracker.js";
 
 export interface SweeperDeps {
   store: Store;
@@ -16,11 +17,11 @@ export interface SweeperDeps {
   intervalMs: number;
   batch?: number;
   log: Logger;
-  onTimeout?: () => void;
+  tracker: Tracker;
 }
 
 export function createSweeper(deps: SweeperDeps) {
-  const { store, answerError, canSend, clock, intervalMs, batch = 200, log, onTimeout } = deps;
+  const { store, answerError, canSend, clock, intervalMs, batch = 200, log, tracker } = deps;
   let timer: NodeJS.Timeout | undefined;
   let running = false;
   let stopped = true;
@@ -34,7 +35,7 @@ export function createSweeper(deps: SweeperDeps) {
         "request timed out",
       );
       answerError({ name: "iq", id: request.id, from: request.requester, to: request.to }, "timeout");
-      onTimeout?.();
+      tracker.answered(request.requester, request.id);
     }
     return due.length;
   }
@@ -45,6 +46,7 @@ export function createSweeper(deps: SweeperDeps) {
     try {
       // A full batch means more may be due: keep going.
       while (!stopped && (await sweepOnce()) === batch) {}
+      if (canSend()) await tracker.sweep(clock());
     } catch (err) {
       log.debug({ err: { message: (err as Error).message } }, "sweep skipped: store unavailable");
     } finally {

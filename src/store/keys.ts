@@ -9,6 +9,8 @@ export interface Keys {
   readonly resources: string;
   /** Hash: resource -> epoch ms its unavailable presence was seen (decides whether a `set` may be re-sent). */
   readonly gone: string;
+  /** String: the identity of the data set (see the epoch script). */
+  readonly epoch: string;
   /** String "1" when the implementing account approved the component's subscription. */
   readonly subscription: string;
   /** Sorted set: pending request member -> deadline (epoch ms). Any replica sweeps it. */
@@ -28,6 +30,7 @@ export function createKeys(prefix: string, domain: string): Keys {
     resources: `${base}resources`,
     subscription: `${base}subscription`,
     gone: `${base}gone`,
+    epoch: `${base}epoch`,
     deadlines: `${base}deadlines`,
     recordPrefix,
     record: (member: string) => recordPrefix + member,

@@ -2,6 +2,7 @@
  * The in-process store: the same semantics as the Redis store, for a single replica (REDIS_URL unset).
  * Everything happens synchronously inside one call, so each method is atomic as the Lua scripts are.
  */
+import { randomUUID } from "node:crypto";
 import {
   type ClaimResult,
   DEFAULT_TTLS,
@@ -37,6 +38,8 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
   /** Resource -> when its unavailable presence was seen. */
   const gone = new Map<string, number>();
   let approved = false;
+  /** An in-process store loses its data only with its process, so its epoch never changes. */
+  const epoch = randomUUID();
 
   const settle = (member: string, entry: RecordEntry, state: "replied" | "timeout", now: number) => {
     entry.state = state;
@@ -115,7 +118,7 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
       if (live(member, now)?.state === "pending") return { status: "duplicate" };
       const online = [...resources.keys()].sort();
       const resource = online[Math.min(online.length - 1, Math.floor(pick * online.length))];
-      if (resource === undefined) return { status: "no-resource" };
+      if (resource === undefined) return { status: approved ? "no-resource" : "presence-unknown" };
       const request = { requester, id, to, type, resource, deadline };
       records.set(member, {
         request,
@@ -174,6 +177,35 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
       return claimed;
     },
 
+    async epoch() {
+      return epoch;
+    },
+    async claimLost({ requester, id, to }, now) {
+      const member = memberOf(requester, id);
+      const entry = live(member, now);
+      if (entry && entry.state !== "pending") return false;
+      const request = entry?.request ?? {
+        requester,
+        id,
+        to,
+        type: "get" as const,
+        resource: "",
+        deadline: now,
+      };
+      const fresh = entry ?? {
+        request,
+        payload: "",
+        retried: false,
+        state: "pending" as const,
+        expires: now,
+      };
+      records.set(member, fresh);
+      settle(member, fresh, "timeout", now);
+      return true;
+    },
+    async restoreAnswered() {
+      // The in-process store never loses its data without its process.
+    },
     async pendingCount() {
       return deadlines.size;
     },

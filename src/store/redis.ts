@@ -2,6 +2,7 @@
  * The Redis store: shared by every replica of one component domain. Each multi-step change is one Lua script
  * (./lua); every key comes from keys.ts and carries a TTL as a safety net.
  */
+import { randomUUID } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
 import type { Keys } from "./keys.js";
 import { defineScripts } from "./scripts.js";
@@ -98,6 +99,7 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
           keys.resources,
           keys.record(member),
           keys.deadlines,
+          keys.subscription,
           requester,
           id,
           to,
@@ -111,7 +113,8 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
         ),
       );
       if (status === "forwarded" && resource !== undefined) return { status, resource };
-      return { status: status === "duplicate" ? "duplicate" : "no-resource" };
+      if (status === "duplicate" || status === "presence-unknown") return { status };
+      return { status: "no-resource" };
     },
 
     async claimReply({ requester, id, resource }): Promise<ClaimResult> {
@@ -157,6 +160,23 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
       return claimed;
     },
 
+    epoch: () =>
+      call("epoch", () => redis.epoch(keys.epoch, randomUUID(), ttls.presenceMs + ttls.recordGraceMs)),
+    async claimLost({ requester, id, to }) {
+      const member = keys.member(requester, id);
+      const claimed = await call("claim", () =>
+        redis.claimLost(keys.record(member), keys.deadlines, member, ttls.tombstoneMs, requester, id, to),
+      );
+      return claimed === 1;
+    },
+    async restoreAnswered(answered) {
+      for (let i = 0; i < answered.length; i += 500) {
+        const members = answered.slice(i, i + 500).map(({ requester, id }) => keys.member(requester, id));
+        await call("restore", () =>
+          redis.restoreAnswered(keys.deadlines, keys.recordPrefix, ttls.tombstoneMs, ...members),
+        );
+      }
+    },
     pendingCount: () => call("count", () => redis.zcard(keys.deadlines)),
     ping: () => call("ping", () => redis.ping()).then(() => {}),
     async close() {

@@ -16,6 +16,9 @@ export interface ScriptCommands {
   resourceAvailable(...args: Array<string | number>): Promise<number>;
   resourceGone(...args: Array<string | number>): Promise<Array<string | null>>;
   expireResources(...args: Array<string | number>): Promise<string[]>;
+  epoch(...args: Array<string | number>): Promise<string>;
+  claimLost(...args: Array<string | number>): Promise<number>;
+  restoreAnswered(...args: Array<string | number>): Promise<number>;
   failover(...args: Array<string | number>): Promise<Array<string | null>>;
 }
 

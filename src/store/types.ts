@@ -71,6 +71,11 @@ export type ForwardResult =
   | { readonly status: "forwarded"; readonly resource: string }
   /** No resource of the implementing account is online. Nothing was recorded. */
   | { readonly status: "no-resource" }
+  /**
+   * The store knows nothing about the target's presence (its data was lost, or the subscription was never
+   * approved): not a definite "offline". Nothing was recorded.
+   */
+  | { readonly status: "presence-unknown" }
   /** A request with the same (requester, id) is still pending. Nothing was changed. */
   | { readonly status: "duplicate" };
 
@@ -134,6 +139,19 @@ export interface Store {
   claimExpired(now: number, limit: number): Promise<PendingRequest[]>;
   /** How many requests are pending. */
   pendingCount(): Promise<number>;
+
+  /** The identity of the store's data set; a new one means the data was lost since it was last read. */
+  epoch(): Promise<string>;
+  /**
+   * Fallback of the forwarding replica after the data was lost: true when the caller must answer the request
+   * with a timeout (it was answered by nobody; now no one else will), false when it was answered already.
+   */
+  claimLost(request: Pick<PendingRequest, "requester" | "id" | "to">, now: number): Promise<boolean>;
+  /** After data loss: marks these requests as answered (where no record exists), so no fallback answers them. */
+  restoreAnswered(
+    answered: ReadonlyArray<Pick<PendingRequest, "requester" | "id">>,
+    now: number,
+  ): Promise<void>;
 
   /** Resolves when the store answers; rejects at once (never hangs) when it cannot be reached. */
   ping(): Promise<void>;

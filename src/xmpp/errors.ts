@@ -23,6 +23,12 @@ export const ERRORS = Object.freeze({
     condition: "service-unavailable",
     text: "No resource of the implementing client is online",
   },
+  /** The proxy does not know yet which resources are online (starting, or relearning after data loss). */
+  presenceUnknown: {
+    type: "wait",
+    condition: "service-unavailable",
+    text: "The proxy is learning which resources of the implementing client are online; retry shortly",
+  },
   /** The implementing client did not answer within IQ_TIMEOUT_MS (as Prosody's component bounce). */
   timeout: {
     type: "wait",

@@ -215,6 +215,43 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
     assert.deepEqual([...resources].sort(), ["r1", "r2"]);
   });
 
+  it("answers every request exactly once while Redis is killed and comes back empty", async () => {
+    const run = load(requesters, proxy, "redis", 1200, 6);
+    await sleep(800);
+    await redis.kill();
+    await sleep(1000);
+    await redis.restart();
+    const { answers, expected } = await run;
+    // Requests whose records died with Redis are answered by the replica that forwarded them.
+    await sleep(TIMEOUT_MS + 3000);
+    const kinds = new Map<string, number>();
+    for (const [id, payload] of expected) {
+      const list = answers.get(id) ?? [];
+      assert.equal(list.length, 1, `${id} was answered ${list.length} times`);
+      const answer = list[0] as Element;
+      let kind = "result";
+      if (answer.attrs.type === "result") assert.equal(answer.getChild("echo", NS_ECHO)?.getText(), payload);
+      else kind = `${errorCondition(answer).type}/${errorCondition(answer).condition}`;
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+    console.log(`redis outage: ${JSON.stringify(Object.fromEntries(kinds))}`);
+    for (const kind of kinds.keys()) {
+      const expectedKinds = [
+        "result",
+        "wait/internal-server-error",
+        "wait/remote-server-timeout",
+        "wait/service-unavailable",
+      ];
+      assert.ok(expectedKinds.includes(kind), kind);
+    }
+    assert.ok((kinds.get("wait/internal-server-error") ?? 0) > 0, "the outage was noticed");
+    // Redis came back empty: the replicas relearned the resources by themselves.
+    await until("serving again", async () => {
+      const { answers: again } = await load(requesters.slice(0, 1), proxy, `back${Date.now()}`, 10, 2);
+      return [...again.values()].every((list) => list[0]?.attrs.type === "result") || undefined;
+    });
+  });
+
   it("serves every request sent after the kill", async () => {
     const { answers, expected } = await load(requesters, proxy, "after", 600, 8);
     for (const [id, payload] of expected) {

@@ -83,6 +83,15 @@ export function storeSuite(name: string, make: MakeStore): void {
       );
     });
 
+    it("says it does not know, rather than no resource, before any presence was learnt", async () => {
+      const fresh = await make();
+      try {
+        assert.deepEqual(await fresh.store.forward(request("1")), { status: "presence-unknown" });
+      } finally {
+        await fresh.cleanup();
+      }
+    });
+
     it("refuses the same (requester, id) while pending, and allows it again once answered", async () => {
       await store.forward(request("1"));
       assert.deepEqual(await store.forward(request("1", { pick: 0.9 })), { status: "duplicate" });
@@ -209,6 +218,24 @@ export function storeSuite(name: string, make: MakeStore): void {
       await store.resourceAvailable("c", T0 + 100);
       assert.deepEqual((await store.expireResources(T0 + 50, T0 + 200)).sort(), ["a", "b"]);
       assert.deepEqual(await store.onlineResources(), ["c"]);
+    });
+
+    it("keeps its epoch, and lets a lost request be claimed for a timeout only once", async () => {
+      assert.equal(await store.epoch(), await store.epoch());
+      const lost = { requester: "user@example.org/desk", id: "lost", to: "proxy.example.org" };
+      assert.equal(await store.claimLost(lost, T0 + 5), true, "no record: nobody answered it");
+      assert.equal(await store.claimLost(lost, T0 + 5), false, "claimed once");
+      await store.forward(request("answered"));
+      await store.claimReply({
+        requester: "user@example.org/desk",
+        id: "answered",
+        resource: "a",
+        now: T0 + 1,
+      });
+      assert.equal(await store.claimLost({ ...lost, id: "answered" }, T0 + 5), false);
+      await store.forward(request("pending"));
+      assert.equal(await store.claimLost({ ...lost, id: "pending" }, T0 + 5), true);
+      assert.deepEqual(await store.claimExpired(T0 + 10_000, 10), [], "the sweep does not answer it again");
     });
 
     it("says unknown for a reply nobody asked for", async () => {

@@ -1,9 +1,10 @@
--- forward: choose an online resource and record the request as pending, in one atomic step.
--- KEYS[1] resources hash (resource -> last seen), KEYS[2] the request's record hash, KEYS[3] deadlines zset
+-- forward-4.lua: choose an online resource and record the request as pending, in one atomic step.
+-- KEYS[1] resources hash (resource -> last seen), KEYS[2] the request's record hash, KEYS[3] deadlines zset,
+-- KEYS[4] subscription flag (without it the store does not know the target's presence: lost or never learnt)
 -- ARGV[1] requester, ARGV[2] id, ARGV[3] to, ARGV[4] type, ARGV[5] deadline (epoch ms), ARGV[6] pick in [0, 1),
 -- ARGV[7] member, ARGV[8] record TTL (ms), ARGV[9] deadlines zset TTL (ms),
 -- ARGV[10] the request's payload (serialized child element), kept so a failover can send it again
--- Returns {"forwarded", resource} | {"no-resource"} | {"duplicate"}
+-- Returns {"forwarded", resource} | {"no-resource"} | {"presence-unknown"} | {"duplicate"}
 local resources, record, deadlines = KEYS[1], KEYS[2], KEYS[3]
 
 -- Only a pending record blocks; a tombstone (replied / timeout) is overwritten by the new request.
@@ -13,6 +14,9 @@ end
 
 local names = redis.call("HKEYS", resources)
 if #names == 0 then
+  if redis.call("EXISTS", KEYS[4]) == 0 then
+    return { "presence-unknown" }
+  end
   return { "no-resource" }
 end
 -- Byte order: Lua's < on strings follows the server's locale (strcoll).

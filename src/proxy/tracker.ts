@@ -1,0 +1,107 @@
+/**
+ * Each replica's own memory of the requests it forwarded and answered: the fallback for when the store loses
+ * its data (a Redis restarted empty, a failover to a replica that lagged).
+ *
+ * Normally this costs no store call: forwarded entries are dropped at their deadline (the shared sweep
+ * answers timeouts) and answered ones when their tombstones would have expired. When the store's epoch
+ * changes, every replica that sees it (1) writes back tombstones for what it answered recently and
+ * (2) after a settling delay, claims each request it forwarded before the change with `claimLost` at its
+ * deadline, and answers it if nobody did. Every request gets its one answer, and none gets two unless a
+ * replica that answered it died in the same outage.
+ */
+import type { Logger } from "pino";
+import type { Store } from "../store/types.js";
+import type { AnswerError } from "./answer.js";
+
+interface Forwarded {
+  readonly requester: string;
+  readonly id: string;
+  readonly to: string;
+  readonly deadline: number;
+  suspect: boolean;
+}
+
+interface Answered {
+  readonly requester: string;
+  readonly id: string;
+  readonly until: number;
+}
+
+export interface TrackerDeps {
+  store: Store;
+  answerError: AnswerError;
+  clock: () => number;
+  /** How long after its deadline a forwarded request is checked: long enough for the shared sweep. */
+  graceMs: number;
+  /** How long an answered request is remembered: at least IQ_TIMEOUT_MS plus the grace. */
+  rememberMs: number;
+  /** After an epoch change, how long to wait for the other replicas to write back their tombstones. */
+  settleMs: number;
+  log: Logger;
+}
+
+export function createTracker({
+  store,
+  answerError,
+  clock,
+  graceMs,
+  rememberMs,
+  settleMs,
+  log,
+}: TrackerDeps) {
+  // One IQ_TIMEOUT_MS per process: insertion order is deadline order, and answer order is expiry order.
+  const forwarded = new Map<string, Forwarded>();
+  const answered = new Map<string, Answered>();
+  let knownEpoch: string | undefined;
+  let suspectAfter = 0;
+  const key = (requester: string, id: string) => `${requester}\n${id}`;
+
+  return {
+    track(request: { requester: string; id: string; to: string; deadline: number }): void {
+      forwarded.set(key(request.requester, request.id), { ...request, suspect: false });
+    },
+    /** This replica answered the request (routed its reply, or its timeout). */
+    answered(requester: string, id: string): void {
+      const name = key(requester, id);
+      forwarded.delete(name);
+      answered.delete(name);
+      answered.set(name, { requester, id, until: clock() + rememberMs });
+    },
+    get size(): number {
+      return forwarded.size + answered.size;
+    },
+    /** Reads the store's epoch; on a change, restores this replica's tombstones and suspects its requests. */
+    async checkEpoch(): Promise<void> {
+      const epoch = await store.epoch();
+      if (knownEpoch !== undefined && epoch !== knownEpoch) {
+        for (const entry of forwarded.values()) entry.suspect = true;
+        suspectAfter = clock() + settleMs;
+        log.warn(
+          { suspect: forwarded.size, answered: answered.size },
+          "the store lost its data: restoring what this replica answered, and answering its own requests",
+        );
+        await store.restoreAnswered([...answered.values()], clock());
+      }
+      knownEpoch = epoch;
+    },
+    /** Forgets what is past; answers the suspect requests that nobody answered. */
+    async sweep(now: number): Promise<void> {
+      for (const [name, entry] of answered) {
+        if (entry.until > now) break;
+        answered.delete(name);
+      }
+      for (const [name, entry] of forwarded) {
+        if (entry.deadline + graceMs > now) return;
+        if (entry.suspect) {
+          if (now < suspectAfter) return;
+          if (await store.claimLost(entry, now)) {
+            answerError({ name: "iq", id: entry.id, from: entry.requester, to: entry.to }, "timeout");
+          }
+        }
+        forwarded.delete(name);
+      }
+    },
+  };
+}
+
+export type Tracker = ReturnType<typeof createTracker>;
