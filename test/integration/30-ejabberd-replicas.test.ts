@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { xml } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
+import { Redis } from "ioredis";
 import { autoApprove, type Client, connectClient, serveIq, stopClient } from "../harness/clients.js";
 import { type EjabberdServer, startEjabberd } from "../harness/ejabberd.js";
 import { freePort } from "../harness/ports.js";
@@ -250,6 +251,62 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
       const { answers: again } = await load(requesters.slice(0, 1), proxy, `back${Date.now()}`, 10, 2);
       return [...again.values()].every((list) => list[0]?.attrs.type === "result") || undefined;
     });
+  });
+
+  it("costs two store calls per proxied request, plus the shared sweep", async () => {
+    const admin = new Redis(redis.url);
+    const calls = async () => {
+      const stats = await admin.info("commandstats");
+      let total = 0;
+      // Commands a script runs are counted too; the round trips are the script calls themselves.
+      for (const match of stats.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) total += Number(match[2]);
+      return total;
+    };
+    const before = await calls();
+    const started = Date.now();
+    const { answers } = await load(requesters, proxy, "cost", 1000, 8);
+    const elapsed = Date.now() - started;
+    const perRequest = ((await calls()) - before) / answers.size;
+    admin.disconnect();
+    console.log(
+      `store calls per proxied request: ${perRequest.toFixed(2)} (${answers.size} requests, ${elapsed} ms)`,
+    );
+    // forward + claim, and each replica's sweep (one call per SWEEP_INTERVAL_MS) spread over the requests.
+    assert.ok(perRequest < 2.5, `${perRequest} store calls per request`);
+  });
+
+  it("reconnects every replica by itself when ejabberd restarts, and serves again", async () => {
+    for (const client of [...requesters, ...impl]) await stopClient(client);
+    await ejabberd.restart();
+    const alive = replicas.filter(
+      ({ service }) => service.child.exitCode === null && service.child.signalCode === null,
+    );
+    for (const { port } of alive) {
+      await until(
+        "readiness after restart",
+        async () => (await httpStatus(port, "/readyz")).status === 200 || undefined,
+        30_000,
+      );
+    }
+    impl.splice(0, impl.length, await connectImpl("r1"), await connectImpl("r2"));
+    for (let i = 0; i < requesters.length; i++) {
+      requesters[i] = await connectClient({
+        service: `xmpp://127.0.0.1:${ejabberd.c2sPort}`,
+        domain: ejabberd.domain,
+        username: "requester",
+        password: PASSWORD,
+        resource: `load${i}`,
+      });
+    }
+    await until(
+      "serving after restart",
+      async () => {
+        const { answers } = await load(requesters.slice(0, 1), proxy, `restart${Date.now()}`, 10, 2);
+        return [...answers.values()].every((list) => list[0]?.attrs.type === "result") || undefined;
+      },
+      20_000,
+    );
+    for (const { service } of alive) assert.ok(service.output().includes("lost the XMPP connection"));
   });
 
   it("serves every request sent after the kill", async () => {
