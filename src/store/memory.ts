@@ -57,6 +57,16 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
     }
   };
 
+  /** The pending record of a request sent to `resource`, or why an answer from it is not accepted. */
+  const pendingFrom = (member: string, resource: string, now: number) => {
+    const entry = live(member, now);
+    if (!entry) return { status: "unknown" } as const;
+    if (entry.state === "replied") return { status: "duplicate" } as const;
+    if (entry.state === "timeout") return { status: "late" } as const;
+    if (entry.request.resource !== resource) return { status: "wrong-resource" } as const;
+    return entry;
+  };
+
   const live = (member: string, now: number): RecordEntry | undefined => {
     const entry = records.get(member);
     if (entry && entry.expires <= now) {
@@ -133,22 +143,16 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
 
     async claimReply({ requester, id, resource, now }): Promise<ClaimResult> {
       const member = memberOf(requester, id);
-      const entry = live(member, now);
-      if (!entry) return { status: "unknown" };
-      if (entry.state === "replied") return { status: "duplicate" };
-      if (entry.state === "timeout") return { status: "late" };
-      if (entry.request.resource !== resource) return { status: "wrong-resource" };
+      const entry = pendingFrom(member, resource, now);
+      if (!("request" in entry)) return entry;
       settle(member, entry, "replied", now);
       return { status: "claimed", request: entry.request };
     },
 
     async failover({ requester, id, resource, pick, now }): Promise<FailoverResult> {
       const member = memberOf(requester, id);
-      const entry = live(member, now);
-      if (!entry) return { status: "unknown" };
-      if (entry.state === "replied") return { status: "duplicate" };
-      if (entry.state === "timeout") return { status: "late" };
-      if (entry.request.resource !== resource) return { status: "wrong-resource" };
+      const entry = pendingFrom(member, resource, now);
+      if (!("request" in entry)) return entry;
       resources.delete(resource);
       const others = [...resources.keys()];
       const next = others[Math.min(others.length - 1, Math.floor(pick * others.length))];

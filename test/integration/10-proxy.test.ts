@@ -2,28 +2,23 @@
  * The proxied request path against a real Prosody and a real redis-server, with real clients: a requester and
  * an implementing client with two resources.
  */
+
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { xml } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
 import { createJat } from "../../src/jat/token.js";
-import {
-  autoApprove,
-  collectStanzas,
-  connectClient,
-  sendIq,
-  serveIq,
-  stopClient,
-} from "../harness/clients.js";
+import { collectStanzas, type connectClient, sendIq, stopClient } from "../harness/clients.js";
 import { freePort } from "../harness/ports.js";
 import { type ProsodyServer, startProsody } from "../harness/prosody.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { type ServiceProcess, startService } from "../harness/service.js";
 import {
+  connectImplementing,
+  connectUser,
   echo,
   errorCondition,
   httpStatus,
-  implementingBehaviour,
   NS_ECHO,
   NS_FAIL,
   NS_SILENT,
@@ -31,10 +26,10 @@ import {
   NS_VERSION,
   receivedBy,
   sleep,
+  TEST_USERS,
   until,
 } from "./helpers.js";
 
-const PASSWORD = "pw-test-123";
 const JAT_SECRET = "k1:0123456789abcdef0123456789abcdef";
 const TIMEOUT_MS = 1500;
 type Client = Awaited<ReturnType<typeof connectClient>>;
@@ -49,23 +44,10 @@ describe("proxying IQ requests through Prosody", { timeout: 120_000 }, () => {
   let domain: string;
   let proxy: string;
 
-  const connect = (username: string, resource: string) =>
-    connectClient({
-      service: `xmpp://127.0.0.1:${prosody.c2sPort}`,
-      domain: prosody.domain,
-      username,
-      password: PASSWORD,
-      resource,
-    });
+  const connect = (username: string, resource: string) => connectUser(prosody, username, resource);
 
   async function connectImpl(resource: string): Promise<Client> {
-    const client = await connect("impl", resource);
-    autoApprove(client, proxy);
-    serveIq(
-      client,
-      implementingBehaviour(resource, (stanza) => void client.send(stanza)),
-    );
-    await client.send(xml("presence"));
+    const client = await connectImplementing(prosody, resource);
     impl[resource] = client;
     return client;
   }
@@ -87,12 +69,7 @@ describe("proxying IQ requests through Prosody", { timeout: 120_000 }, () => {
   }
 
   before(async () => {
-    prosody = await startProsody({
-      users: [
-        { username: "requester", password: PASSWORD },
-        { username: "impl", password: PASSWORD },
-      ],
-    });
+    prosody = await startProsody({ users: TEST_USERS });
     domain = prosody.domain;
     proxy = prosody.componentDomain;
     redis = await startRedis();

@@ -2,37 +2,31 @@
  * Connection lifecycle against a real Prosody: restarts of the server and of the service, misconfiguration,
  * a second instance standing by, and the store going away.
  */
+
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { xml } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
-import {
-  autoApprove,
-  collectStanzas,
-  connectClient,
-  sendIq,
-  serveIq,
-  stopClient,
-} from "../harness/clients.js";
+import { collectStanzas, type connectClient, sendIq, stopClient } from "../harness/clients.js";
 import { freePort } from "../harness/ports.js";
 import { type ProsodyServer, startProsody } from "../harness/prosody.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { type ServiceProcess, startService } from "../harness/service.js";
 import {
+  connectImplementing,
+  connectUser,
   echo,
   errorCondition,
   httpStatus,
-  implementingBehaviour,
   NS_ECHO,
   NS_SILENT,
   receivedBy,
   sleep,
+  TEST_USERS,
   until,
 } from "./helpers.js";
 
 const receivedCount = (prefix: string) => [...receivedBy.keys()].filter((id) => id.startsWith(prefix)).length;
 
-const PASSWORD = "pw-test-123";
 type Client = Awaited<ReturnType<typeof connectClient>>;
 
 describe("connection lifecycle with Prosody", { timeout: 180_000 }, () => {
@@ -43,26 +37,10 @@ describe("connection lifecycle with Prosody", { timeout: 180_000 }, () => {
   const services: ServiceProcess[] = [];
   let proxy: string;
 
-  const connect = (username: string, resource: string) =>
-    connectClient({
-      service: `xmpp://127.0.0.1:${prosody.c2sPort}`,
-      domain: prosody.domain,
-      username,
-      password: PASSWORD,
-      resource,
-    });
+  const connect = (username: string, resource: string) => connectUser(prosody, username, resource);
 
   async function connectClients(): Promise<void> {
-    for (const resource of ["r1", "r2"]) {
-      const client = await connect("impl", resource);
-      autoApprove(client, proxy);
-      serveIq(
-        client,
-        implementingBehaviour(resource, (stanza) => void client.send(stanza)),
-      );
-      await client.send(xml("presence"));
-      impl.push(client);
-    }
+    for (const resource of ["r1", "r2"]) impl.push(await connectImplementing(prosody, resource));
     requester = await connect("requester", "desk");
   }
 
@@ -109,12 +87,7 @@ describe("connection lifecycle with Prosody", { timeout: 180_000 }, () => {
     );
 
   before(async () => {
-    prosody = await startProsody({
-      users: [
-        { username: "requester", password: PASSWORD },
-        { username: "impl", password: PASSWORD },
-      ],
-    });
+    prosody = await startProsody({ users: TEST_USERS });
     proxy = prosody.componentDomain;
     redis = await startRedis();
     await connectClients();

@@ -3,19 +3,28 @@
  * believe in a resource "ghost" that is not online (as after missed presence); Prosody bounces what is sent
  * to it with service-unavailable.
  */
+
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { xml } from "@xmpp/client";
 import { Redis } from "ioredis";
 import { createKeys } from "../../src/store/keys.js";
-import { autoApprove, type Client, connectClient, sendIq, serveIq, stopClient } from "../harness/clients.js";
+import { type Client, sendIq, stopClient } from "../harness/clients.js";
 import { freePort } from "../harness/ports.js";
 import { type ProsodyServer, startProsody } from "../harness/prosody.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { type ServiceProcess, startService } from "../harness/service.js";
-import { echo, errorCondition, httpStatus, implementingBehaviour, NS_ECHO, sleep, until } from "./helpers.js";
-
-const PASSWORD = "pw-test-123";
+import {
+  connectImplementing,
+  connectUser,
+  echo,
+  errorCondition,
+  httpStatus,
+  NS_ECHO,
+  sleep,
+  TEST_USERS,
+  until,
+} from "./helpers.js";
 
 describe("failover when the chosen resource is gone", { timeout: 120_000 }, () => {
   let prosody: ProsodyServer;
@@ -42,41 +51,15 @@ describe("failover when the chosen resource is gone", { timeout: 120_000 }, () =
   });
 
   before(async () => {
-    prosody = await startProsody({
-      users: [
-        { username: "requester", password: PASSWORD },
-        { username: "impl", password: PASSWORD },
-      ],
-    });
+    prosody = await startProsody({ users: TEST_USERS });
     proxy = prosody.componentDomain;
     keys = createKeys("fo", proxy);
     redis = await startRedis();
     admin = new Redis(redis.url);
     httpPort = await freePort();
     service = startService(serviceEnv());
-    for (const resource of ["r1", "r2"]) {
-      const client = await connectClient({
-        service: `xmpp://127.0.0.1:${prosody.c2sPort}`,
-        domain: prosody.domain,
-        username: "impl",
-        password: PASSWORD,
-        resource,
-      });
-      autoApprove(client, proxy);
-      serveIq(
-        client,
-        implementingBehaviour(resource, (stanza) => void client.send(stanza)),
-      );
-      await client.send(xml("presence"));
-      impl.push(client);
-    }
-    requester = await connectClient({
-      service: `xmpp://127.0.0.1:${prosody.c2sPort}`,
-      domain: prosody.domain,
-      username: "requester",
-      password: PASSWORD,
-      resource: "desk",
-    });
+    for (const resource of ["r1", "r2"]) impl.push(await connectImplementing(prosody, resource));
+    requester = await connectUser(prosody, "requester", "desk");
     await until("both resources known", async () =>
       (await admin.hlen(keys.resources)) === 2 ? true : undefined,
     );

@@ -2,19 +2,28 @@
  * Several replicas behind ejabberd, which sends every stanza (requests, replies, presence) to a random one of
  * the component connections of a domain: any replica must handle any stanza with the store alone.
  */
+
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { xml } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
 import { Redis } from "ioredis";
-import { autoApprove, type Client, connectClient, serveIq, stopClient } from "../harness/clients.js";
+import { type Client, stopClient } from "../harness/clients.js";
 import { type EjabberdServer, startEjabberd } from "../harness/ejabberd.js";
 import { freePort } from "../harness/ports.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { type ServiceProcess, startService } from "../harness/service.js";
-import { errorCondition, httpStatus, implementingBehaviour, NS_ECHO, sleep, until } from "./helpers.js";
+import {
+  connectImplementing,
+  connectUser,
+  errorCondition,
+  httpStatus,
+  NS_ECHO,
+  sleep,
+  TEST_USERS,
+  until,
+} from "./helpers.js";
 
-const PASSWORD = "pw-test-123";
 const TIMEOUT_MS = 3000;
 
 /** Sends `count` echo requests from the clients, `window` in flight per client; records every answer by id. */
@@ -57,30 +66,10 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
   const requesters: Client[] = [];
   let proxy: string;
 
-  async function connectImpl(resource: string): Promise<Client> {
-    const client = await connectClient({
-      service: `xmpp://127.0.0.1:${ejabberd.c2sPort}`,
-      domain: ejabberd.domain,
-      username: "impl",
-      password: PASSWORD,
-      resource,
-    });
-    autoApprove(client, proxy);
-    serveIq(
-      client,
-      implementingBehaviour(resource, (stanza) => void client.send(stanza)),
-    );
-    await client.send(xml("presence"));
-    return client;
-  }
+  const connectImpl = (resource: string) => connectImplementing(ejabberd, resource);
 
   before(async () => {
-    ejabberd = await startEjabberd({
-      users: [
-        { username: "impl", password: PASSWORD },
-        { username: "requester", password: PASSWORD },
-      ],
-    });
+    ejabberd = await startEjabberd({ users: TEST_USERS });
     proxy = ejabberd.componentDomain;
     redis = await startRedis();
     for (let i = 0; i < 3; i++) {
@@ -107,15 +96,7 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
     }
     for (const resource of ["r1", "r2"]) impl.push(await connectImpl(resource));
     for (let i = 0; i < 3; i++) {
-      requesters.push(
-        await connectClient({
-          service: `xmpp://127.0.0.1:${ejabberd.c2sPort}`,
-          domain: ejabberd.domain,
-          username: "requester",
-          password: PASSWORD,
-          resource: `load${i}`,
-        }),
-      );
+      requesters.push(await connectUser(ejabberd, "requester", `load${i}`));
     }
     // Presence lands on random replicas; the shared store makes it visible to all.
     await until(
@@ -290,13 +271,7 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
     }
     impl.splice(0, impl.length, await connectImpl("r1"), await connectImpl("r2"));
     for (let i = 0; i < requesters.length; i++) {
-      requesters[i] = await connectClient({
-        service: `xmpp://127.0.0.1:${ejabberd.c2sPort}`,
-        domain: ejabberd.domain,
-        username: "requester",
-        password: PASSWORD,
-        resource: `load${i}`,
-      });
+      requesters[i] = await connectUser(ejabberd, "requester", `load${i}`);
     }
     await until(
       "serving after restart",

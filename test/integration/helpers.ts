@@ -4,6 +4,7 @@
 import { xml } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
 import { decodeToken } from "../../src/index.js";
+import { autoApprove, type Client, connectClient, serveIq } from "../harness/clients.js";
 
 export const NS_ECHO = "urn:xmpp-client-proxy:test:echo";
 export const NS_SILENT = "urn:xmpp-client-proxy:test:silent";
@@ -103,3 +104,44 @@ export async function httpStatus(port: number, path: string): Promise<{ status: 
   const res = await fetch(`http://127.0.0.1:${port}${path}`);
   return { status: res.status, body: await res.text() };
 }
+
+export const PASSWORD = "pw-test-123";
+
+/** What the integration tests need of a running XMPP server (Prosody or ejabberd harness). */
+export interface TestServer {
+  readonly c2sPort: number;
+  readonly domain: string;
+  readonly componentDomain: string;
+}
+
+/** A user of the test server logged in as `username/resource` (all test accounts share PASSWORD). */
+export function connectUser(server: TestServer, username: string, resource: string): Promise<Client> {
+  return connectClient({
+    service: `xmpp://127.0.0.1:${server.c2sPort}`,
+    domain: server.domain,
+    username,
+    password: PASSWORD,
+    resource,
+  });
+}
+
+/**
+ * A resource of the implementing account `impl`: approves the proxy's subscription, serves requests with
+ * `implementingBehaviour`, and is online (initial presence sent).
+ */
+export async function connectImplementing(server: TestServer, resource: string): Promise<Client> {
+  const client = await connectUser(server, "impl", resource);
+  autoApprove(client, server.componentDomain);
+  serveIq(
+    client,
+    implementingBehaviour(resource, (stanza) => void client.send(stanza)),
+  );
+  await client.send(xml("presence"));
+  return client;
+}
+
+/** The accounts every integration test registers: a requester and the implementing account. */
+export const TEST_USERS = [
+  { username: "requester", password: PASSWORD },
+  { username: "impl", password: PASSWORD },
+];
