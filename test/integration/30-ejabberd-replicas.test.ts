@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { xml } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
 import { Redis } from "ioredis";
-import { type Client, stopClient } from "../harness/clients.js";
+import { type Client, collectStanzas, stopClient } from "../harness/clients.js";
 import { type EjabberdServer, startEjabberd } from "../harness/ejabberd.js";
 import { freePort } from "../harness/ports.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
@@ -19,6 +19,7 @@ import {
   errorCondition,
   httpStatus,
   NS_ECHO,
+  NS_SILENT,
   sleep,
   TEST_USERS,
   until,
@@ -162,6 +163,37 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
     // lost before any replica could record it. That window is a few stanzas, not a share of the load.
     assert.ok(unanswered.length <= 20, `unanswered: ${unanswered.slice(0, 10).join(", ")}`);
     assert.ok(correct >= 2900, `only ${correct} correct results`);
+  });
+
+  it("shares the timeout sweep between the replicas, each timeout answered once", async () => {
+    const timeoutsOf = async (port: number) =>
+      Number(/^xcp_timeouts_total (\d+)/m.exec((await httpStatus(port, "/metrics")).body)?.[1] ?? "0");
+    const alive = replicas.filter(
+      ({ service }) => service.child.exitCode === null && service.child.signalCode === null,
+    );
+    const before = await Promise.all(alive.map(({ port }) => timeoutsOf(port)));
+    const requester = requesters[0] as Client;
+    const answers = collectStanzas(requester, (st: Element) => st.attrs.id?.startsWith("sweep-") ?? false);
+    for (let i = 0; i < 60; i++) {
+      await requester.send(
+        xml("iq", { type: "get", id: `sweep-${i}`, to: proxy }, xml("echo", { xmlns: NS_SILENT })),
+      );
+      await sleep(25);
+    }
+    await until("60 timeouts", () => (answers.length >= 60 ? true : undefined), TIMEOUT_MS + 10_000);
+    await sleep(1000);
+    assert.equal(answers.length, 60, "one answer each");
+    const after = await Promise.all(alive.map(({ port }) => timeoutsOf(port)));
+    const share = after.map((count, i) => count - (before[i] ?? 0));
+    console.log(`timeouts answered per replica: ${share.join(", ")}`);
+    assert.equal(
+      share.reduce((a, b) => a + b, 0),
+      60,
+    );
+    assert.ok(
+      share.filter((count) => count > 0).length >= 2,
+      `one replica did all the work: ${share.join(", ")}`,
+    );
   });
 
   it("routes only to online resources while a resource goes offline and online repeatedly", async () => {
