@@ -39,10 +39,20 @@ let stopping = false;
 const shutdown = (signal: string) => {
   if (stopping) return;
   stopping = true;
-  log.info({ signal }, "stopping");
-  (service ? service.stop() : Promise.resolve()).then(
-    () => exit(0),
-    () => exit(1),
+  const graceMs = result.config.shutdownGraceMs;
+  log.info({ signal, graceMs }, "stopping");
+  const deadline = new Promise<"late">((resolve) => setTimeout(() => resolve("late"), graceMs).unref());
+  Promise.race([(service ? service.stop() : Promise.resolve()).then(() => "done" as const), deadline]).then(
+    (outcome) => {
+      if (outcome === "late")
+        log.warn({ graceMs }, "shutdown grace period over: exiting with work unfinished");
+      else log.info("stopped");
+      exit(0);
+    },
+    (err: Error) => {
+      log.error({ err: { message: err.message } }, "shutdown failed");
+      exit(1);
+    },
   );
 };
 process.on("SIGTERM", () => shutdown("SIGTERM"));

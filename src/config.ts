@@ -2,7 +2,7 @@
  * Configuration: read once from the environment into a frozen, typed object.
  *
  * Every problem is collected and reported at once, one line per problem, each naming the variable. Secret
- * values (XMPP_PASSWORD, JAT_KEYS) never appear in a message.
+ * values (XMPP_PASSWORD, JAT_KEYS, REDIS_PASSWORD) never appear in a message.
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -21,7 +21,7 @@ export interface Config {
     readonly password: string;
   };
   readonly target: string;
-  readonly redis: { readonly url: string; readonly prefix: string } | null;
+  readonly redis: RedisConfig | null;
   readonly jatKeys: readonly JatKey[];
   /** True when no JAT_KEYS were given and a random key was made (single replica, in-process store). */
   readonly jatKeysGenerated: boolean;
@@ -33,7 +33,33 @@ export interface Config {
   readonly sweepIntervalMs: number;
   /** After a (re)connect, resources not confirmed by presence within this time are forgotten. */
   readonly resourceConfirmMs: number;
+  /** On SIGTERM: how long the replica may take to leave the server and finish its store work. */
+  readonly shutdownGraceMs: number;
 }
+
+export interface RedisNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** One of the three Redis topologies: REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS. */
+export type RedisConfig =
+  | { readonly mode: "single"; readonly url: string; readonly prefix: string }
+  | {
+      readonly mode: "cluster";
+      readonly nodes: readonly RedisNode[];
+      readonly prefix: string;
+      readonly password?: string;
+    }
+  | {
+      readonly mode: "sentinel";
+      readonly sentinels: readonly RedisNode[];
+      readonly name: string;
+      readonly prefix: string;
+      readonly password?: string;
+    };
+
+const REDIS_TOPOLOGIES = ["REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_SENTINELS"] as const;
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
 
@@ -46,6 +72,19 @@ const int = (min: number, max: number) =>
     .regex(/^\d+$/, "must be a whole number")
     .transform(Number)
     .pipe(z.number().int().min(min).max(max));
+
+/** `host:port,host:port` (an IPv6 host in brackets) into nodes. */
+const hostPorts = z.string().transform((value, ctx) => {
+  const nodes: RedisNode[] = [];
+  value.split(",").forEach((raw, index) => {
+    const entry = raw.trim();
+    const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_.-]+)):(\d{1,5})$/.exec(entry);
+    const port = Number(match?.[3]);
+    if (match && port >= 1 && port <= 65_535) nodes.push({ host: match[1] ?? match[2] ?? "", port });
+    else ctx.addIssue(`entry ${index + 1} (${JSON.stringify(entry.slice(0, 100))}) must be host:port`);
+  });
+  return nodes;
+});
 
 const schema = z.object({
   XMPP_SERVICE: z
@@ -60,6 +99,12 @@ const schema = z.object({
   REDIS_URL: z
     .string()
     .refine((value) => /^rediss?:\/\/.+/.test(value), "must start with redis:// or rediss://")
+    .optional(),
+  REDIS_CLUSTER_NODES: hostPorts.optional(),
+  REDIS_SENTINELS: hostPorts.optional(),
+  REDIS_SENTINEL_NAME: z
+    .string()
+    .regex(/^\S{1,128}$/, "must be the master name the sentinels monitor (no spaces)")
     .optional(),
   REDIS_PREFIX: z
     .string()
@@ -78,6 +123,7 @@ const schema = z.object({
   STANDBY_RETRY_MS: int(10, 600_000).default(2_000),
   SWEEP_INTERVAL_MS: int(10, 60_000).optional(),
   RESOURCE_CONFIRM_MS: int(100, 600_000).default(10_000),
+  SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
 });
 
 /** Parses the environment. Never throws; never echoes a secret. */
@@ -102,9 +148,27 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(`${issue.path.join(".")}: ${issue.message}`);
   }
-  const redisUrl = parsed.success ? parsed.data.REDIS_URL : clean.REDIS_URL;
-  if (redisUrl !== undefined && rawKeys === undefined) {
-    problems.push("JAT_KEYS: is required when REDIS_URL is set (every replica must verify the same tokens)");
+  const redisPassword = readSecret(clean, "REDIS_PASSWORD", problems);
+  const topologies = REDIS_TOPOLOGIES.filter((name) => clean[name] !== undefined);
+  if (topologies.length > 1) {
+    for (const name of topologies) problems.push(`${name}: set only one of ${REDIS_TOPOLOGIES.join(", ")}`);
+  }
+  if (topologies[0] !== undefined && rawKeys === undefined) {
+    problems.push(
+      `JAT_KEYS: is required when ${topologies[0]} is set (every replica must verify the same tokens)`,
+    );
+  }
+  if (clean.REDIS_SENTINELS !== undefined && clean.REDIS_SENTINEL_NAME === undefined) {
+    problems.push("REDIS_SENTINEL_NAME: is required with REDIS_SENTINELS (the master name they monitor)");
+  }
+  if (clean.REDIS_SENTINELS === undefined && clean.REDIS_SENTINEL_NAME !== undefined) {
+    problems.push("REDIS_SENTINEL_NAME: only applies with REDIS_SENTINELS");
+  }
+  const passwordVar = clean.REDIS_PASSWORD_FILE === undefined ? "REDIS_PASSWORD" : "REDIS_PASSWORD_FILE";
+  if (redisPassword !== undefined && (topologies.length === 0 || topologies[0] === "REDIS_URL")) {
+    problems.push(
+      `${passwordVar}: only applies with REDIS_CLUSTER_NODES or REDIS_SENTINELS (a REDIS_URL carries its own)`,
+    );
   }
   if (parsed.success && parsed.data.RECONNECT_MAX_MS < parsed.data.RECONNECT_MIN_MS) {
     problems.push("RECONNECT_MAX_MS: must not be smaller than RECONNECT_MIN_MS");
@@ -118,7 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
   const config: Config = {
     xmpp: { service: data.XMPP_SERVICE.replace(/\/$/, ""), domain: data.XMPP_DOMAIN, password },
     target: data.TARGET_JID,
-    redis: data.REDIS_URL === undefined ? null : { url: data.REDIS_URL, prefix: data.REDIS_PREFIX },
+    redis: redisConfig(data, redisPassword),
     jatKeys: generated ? [{ kid: "local", secret: randomBytes(32) }] : jatKeys,
     jatKeysGenerated: generated,
     iqTimeoutMs: data.IQ_TIMEOUT_MS,
@@ -131,10 +195,28 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       standbyMs: data.STANDBY_RETRY_MS,
     },
     resourceConfirmMs: data.RESOURCE_CONFIRM_MS,
+    shutdownGraceMs: data.SHUTDOWN_GRACE_MS,
     sweepIntervalMs:
       data.SWEEP_INTERVAL_MS ?? Math.min(1000, Math.max(50, Math.floor(data.IQ_TIMEOUT_MS / 10))),
   };
   return { ok: true, config: deepFreeze(config) };
+}
+
+function redisConfig(data: z.infer<typeof schema>, password: string | undefined): RedisConfig | null {
+  const prefix = data.REDIS_PREFIX;
+  const secret = password === undefined ? {} : { password };
+  if (data.REDIS_URL !== undefined) return { mode: "single", url: data.REDIS_URL, prefix };
+  if (data.REDIS_CLUSTER_NODES !== undefined)
+    return { mode: "cluster", nodes: data.REDIS_CLUSTER_NODES, prefix, ...secret };
+  if (data.REDIS_SENTINELS !== undefined && data.REDIS_SENTINEL_NAME !== undefined)
+    return {
+      mode: "sentinel",
+      sentinels: data.REDIS_SENTINELS,
+      name: data.REDIS_SENTINEL_NAME,
+      prefix,
+      ...secret,
+    };
+  return null;
 }
 
 /** NAME or NAME_FILE (a mounted Kubernetes secret); trailing newlines of the file are dropped. */

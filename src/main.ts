@@ -19,9 +19,9 @@ import { createBalancer } from "./routing/balance.js";
 import { createKeys } from "./store/keys.js";
 import { createMemoryStore } from "./store/memory.js";
 import { createRedisStore } from "./store/redis.js";
-import { createRedisClient } from "./store/redis-client.js";
+import { createRedisClient, onRedisReconnect } from "./store/redis-client.js";
 import type { Store } from "./store/types.js";
-import { createXmppConnection } from "./xmpp/connection.js";
+import { type ConnectionState, createXmppConnection } from "./xmpp/connection.js";
 import { normalizeBare } from "./xmpp/jid.js";
 
 export interface Service {
@@ -40,7 +40,15 @@ export async function startService(
   const clock = Date.now;
   const { store, onStoreReconnect } = createStore(config, log);
   const jat = createJat({ domain, keys: config.jatKeys });
-  const metrics = createMetrics();
+  let connectionState: () => ConnectionState = () => "down";
+  const metrics = createMetrics({
+    onlineResources: async () => (await store.onlineResources()).length,
+    pendingRequests: () => store.pendingCount(),
+    connectionState: () => {
+      const state = connectionState();
+      return state === "connected" || state === "standby" ? state : "down";
+    },
+  });
 
   let sendStanza: (stanza: Element) => boolean = () => false;
   const send = (stanza: Element) => sendStanza(stanza);
@@ -86,6 +94,8 @@ export async function startService(
       tracker,
     }),
     reply: createReplier({
+      timeoutMs: config.iqTimeoutMs,
+      canSend: () => connectionState() === "connected",
       store,
       jat,
       send,
@@ -110,6 +120,7 @@ export async function startService(
     onFatal: () => onFatal(2),
   });
   sendStanza = connection.send;
+  connectionState = () => connection.state;
   let connections = 0;
   connection.on("online", () => {
     if (connections++ > 0) metrics.reconnects.inc();
@@ -131,10 +142,12 @@ export async function startService(
     tracker,
   });
 
+  let stopped = false;
   const http = createHttpServer({
     port: config.httpPort,
     metrics: metrics.registry,
     readiness: async () => {
+      if (stopped) return { ready: false, reason: "shutting down" };
       if (connection.state !== "connected") return { ready: false, reason: `xmpp ${connection.state}` };
       try {
         await store.ping();
@@ -152,7 +165,7 @@ export async function startService(
       domain,
       target,
       service: config.xmpp.service,
-      store: config.redis ? "redis" : "memory",
+      store: config.redis ? `redis ${config.redis.mode}` : "memory",
       jatKeyIds: config.jatKeys.map((key) => key.kid),
       iqTimeoutMs: config.iqTimeoutMs,
     },
@@ -162,7 +175,6 @@ export async function startService(
     log.info("no JAT_KEYS given: tokens are signed with a random key of this process");
   sweeper.start();
   // XMPP in -> store: presence that arrives before the store answers would be lost, so connect after it does.
-  let stopped = false;
   void waitForStore(store, log, () => stopped)
     .then(() => tracker.checkEpoch())
     .catch(() => {})
@@ -170,11 +182,17 @@ export async function startService(
 
   return {
     httpPort,
+    /**
+     * Graceful stop: readiness turns 503, the component leaves the server (which balances to the other
+     * replicas, or lets a Prosody standby take over), handlers finish their store work, Redis closes. What this
+     * replica forwarded stays in the store: the others route its replies and sweep its timeouts.
+     */
     async stop() {
       stopped = true;
       sweeper.stop();
       presence.stop();
       await connection.stop();
+      await inbound.drained();
       await http.close();
       await store.close();
     },
@@ -199,14 +217,10 @@ function createStore(
   log: Logger,
 ): { store: Store; onStoreReconnect: (fn: () => void) => void } {
   if (!config.redis) return { store: createMemoryStore({}), onStoreReconnect: () => {} };
-  const redis = createRedisClient({ url: config.redis.url, log });
-  let connectedBefore = false;
+  // Single, Cluster or Sentinel: the same store, every key of the domain in one slot.
+  const redis = createRedisClient({ ...config.redis, log });
   return {
     store: createRedisStore({ redis, keys: createKeys(config.redis.prefix, config.xmpp.domain) }),
-    onStoreReconnect: (fn) =>
-      redis.on("ready", () => {
-        if (connectedBefore) fn();
-        connectedBefore = true;
-      }),
+    onStoreReconnect: (fn) => onRedisReconnect(redis, fn),
   };
 }

@@ -1,14 +1,66 @@
 /**
  * Prometheus metrics (prom-client). Names follow Prometheus conventions (`_total`, `_seconds`); labels never
- * carry a JID or an id.
+ * carry a JID or an id. Gauges of shared state are read from the store at scrape time, so every replica
+ * reports the same truth.
  */
-import { Counter, collectDefaultMetrics, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
-export function createMetrics() {
+export type ConnectionStateName = "connected" | "standby" | "down";
+
+export interface MetricSources {
+  /** Online resources of the implementing account, from the store. */
+  onlineResources(): Promise<number>;
+  /** Requests pending in the store. */
+  pendingRequests(): Promise<number>;
+  /** This replica's XMPP connection. */
+  connectionState(): ConnectionStateName;
+}
+
+export function createMetrics(sources: MetricSources) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const counter = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
     new Counter<L>({ name: `xcp_${name}`, help, labelNames, registers: [registry] });
+  const fromStore = (name: string, help: string, read: () => Promise<number>) =>
+    new Gauge({
+      name: `xcp_${name}`,
+      help,
+      registers: [registry],
+      async collect() {
+        // An unreachable store leaves the gauge out of this scrape rather than reporting a false zero.
+        try {
+          this.set(await read());
+        } catch {
+          this.reset();
+        }
+      },
+    });
+
+  fromStore("target_resources_online", "Online resources of the implementing account (shared)", () =>
+    sources.onlineResources(),
+  );
+  fromStore("requests_pending", "Requests forwarded and not answered yet (shared)", () =>
+    sources.pendingRequests(),
+  );
+  new Gauge({
+    name: "xcp_xmpp_connected",
+    help: "1 when this replica's component connection is established, else 0",
+    registers: [registry],
+    collect() {
+      this.set(sources.connectionState() === "connected" ? 1 : 0);
+    },
+  });
+  const states: ConnectionStateName[] = ["connected", "standby", "down"];
+  new Gauge({
+    name: "xcp_xmpp_connection_state",
+    help: "This replica's component connection: 1 for the current state",
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      const current = sources.connectionState();
+      for (const state of states) this.set({ state }, state === current ? 1 : 0);
+    },
+  });
 
   return {
     registry,
@@ -23,7 +75,10 @@ export function createMetrics() {
     rejected: counter("requests_rejected_total", "IQ requests answered with an error by the proxy itself", [
       "reason",
     ]),
-    retries: counter("retries_total", "Requests sent again to another resource after a bounce"),
+    retries: counter(
+      "retries_total",
+      "Requests sent again to another resource after their resource went away",
+    ),
     timeouts: counter("timeouts_total", "Requests answered with remote-server-timeout"),
     dropped: counter("replies_dropped_total", "Replies dropped without an answer", ["reason"]),
     storeErrors: counter("store_errors_total", "Store operations that failed (store unreachable)"),
@@ -31,6 +86,12 @@ export function createMetrics() {
       "xmpp_reconnects_total",
       "Connections to the XMPP server established after the first",
     ),
+    roundTrip: new Histogram({
+      name: "xcp_round_trip_seconds",
+      help: "From forwarding a request to routing its reply (any replica; assumes one IQ_TIMEOUT_MS)",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
   };
 }
 

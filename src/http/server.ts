@@ -67,7 +67,11 @@ export function createHttpServer({ port, host = "0.0.0.0", readiness, metrics, l
       });
     },
     close(): Promise<void> {
-      return new Promise((resolve) => server.close(() => resolve()));
+      return new Promise((resolve) => {
+        server.close(() => resolve());
+        // Keep-alive connections (a Prometheus scraper's) would hold the close open.
+        server.closeIdleConnections();
+      });
     },
   };
 }

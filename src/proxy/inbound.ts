@@ -36,15 +36,22 @@ export function createInbound({ ctx, forward, reply, presence, answerError, log 
           "stanza handling failed",
         );
 
-  return function inbound(stanza: Element): void {
+  // Handlers still waiting for the store: a replica that stops lets them finish.
+  const inFlight = new Set<Promise<void>>();
+  const run = (work: Promise<void>) => {
+    const tracked = work.catch(fail).finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+  };
+
+  function inbound(stanza: Element): void {
     const view = viewOf(stanza);
     const decision = classify(view, ctx);
     switch (decision.kind) {
       case "forward":
-        forward(stanza, decision).catch(fail);
+        run(forward(stanza, decision));
         return;
       case "reply":
-        reply(stanza, decision).catch(fail);
+        run(reply(stanza, decision));
         return;
       case "reject":
         log.debug({ from: view.from, id: view.id, error: decision.error }, "request rejected");
@@ -54,7 +61,7 @@ export function createInbound({ ctx, forward, reply, presence, answerError, log 
         );
         return;
       case "target-presence":
-        presence.handle(decision).catch(fail);
+        run(presence.handle(decision));
         return;
       case "decline-subscription":
         presence.decline(decision.from);
@@ -66,5 +73,12 @@ export function createInbound({ ctx, forward, reply, presence, answerError, log 
         );
         return;
     }
-  };
+  }
+
+  return Object.assign(inbound, {
+    /** Resolves when every handler started so far has finished. */
+    async drained(): Promise<void> {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+    },
+  });
 }

@@ -17,7 +17,13 @@ import type { Tracker } from "./tracker.js";
 
 type ReplyDecision = Extract<Decision, { kind: "reply" }>;
 
-export type DroppedReply = "forged" | "unknown" | "duplicate" | "late" | "store-unavailable";
+export type DroppedReply =
+  | "forged"
+  | "unknown"
+  | "duplicate"
+  | "late"
+  | "store-unavailable"
+  | "not-connected";
 
 export interface ReplierDeps {
   store: Store;
@@ -29,12 +35,16 @@ export interface ReplierDeps {
   pick: () => number;
   resend: Resender;
   tracker: Tracker;
+  /** Whether an answer can be sent now. A reply is not claimed when it could not be delivered. */
+  canSend: () => boolean;
+  /** IQ_TIMEOUT_MS: the forwarding time is the record's deadline minus it. */
+  timeoutMs: number;
   /** A resource bounced a request as unavailable: check the target's presence again. */
   onBounce: (resource: string) => void;
 }
 
 export function createReplier(deps: ReplierDeps) {
-  const { store, jat, send, clock, log, metrics, pick, resend, tracker, onBounce } = deps;
+  const { store, jat, send, clock, log, metrics, pick, resend, tracker, timeoutMs, canSend, onBounce } = deps;
   const drop = (reason: DroppedReply, details: object) => {
     log.debug({ reason, ...details }, "reply dropped");
     metrics.dropped.inc({ reason });
@@ -45,6 +55,12 @@ export function createReplier(deps: ReplierDeps) {
     const requester = jat.verify(token);
     if (requester === null) {
       drop("forged", { id, resource, tokenLength: token.length });
+      return;
+    }
+    if (!canSend()) {
+      // Leaving the server: claiming would swallow the answer. Left pending, it gets a timeout from a replica
+      // that is connected.
+      drop("not-connected", { requester, id, resource });
       return;
     }
     const bounced = isUnavailableBounce(stanza);
@@ -69,6 +85,7 @@ export function createReplier(deps: ReplierDeps) {
       case "claimed":
         log.debug({ requester, id, resource }, "reply routed");
         metrics.routed.inc();
+        metrics.roundTrip.observe(Math.max(0, clock() - (claim.request.deadline - timeoutMs)) / 1000);
         tracker.answered(requester, id);
         send(readdress(stanza, claim.request.requester, claim.request.to));
         return;

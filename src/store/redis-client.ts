@@ -1,39 +1,148 @@
 /**
- * The ioredis client for REDIS_URL, tuned so that nothing waits on a Redis that is down: a request is
- * answered with a `wait` error at once instead of hanging to its timeout, and service resumes by itself
- * when Redis returns.
+ * The ioredis client for the configured topology (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS), tuned
+ * so that nothing waits on a Redis that is down: a request is answered with a `wait` error at once instead of
+ * hanging to its timeout, and service resumes by itself when Redis returns.
  */
-import { Redis } from "ioredis";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 
-export function createRedisClient({ url, log }: { url: string; log: Logger }): Redis {
-  const redis = new Redis(url, {
-    // Fail commands at once while disconnected instead of queueing them until Redis returns.
-    enableOfflineQueue: false,
-    // Do not resend a command that was in flight when the connection dropped: fail it, the caller answers.
-    maxRetriesPerRequest: 0,
-    // A Redis that accepts but does not answer (overloaded, half-open) must not stall requests.
-    commandTimeout: 1_000,
-    // A connection attempt that gets no answer is abandoned and retried.
-    connectTimeout: 2_000,
-    // Reconnect forever, quickly at first, at most every 2 s.
-    retryStrategy: (attempt) => Math.min(100 * attempt, 2_000),
-    // Report ready only once Redis has loaded its data set (INFO), so readiness is not claimed too early.
-    enableReadyCheck: true,
-    lazyConnect: false,
-  });
+export interface RedisNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Where Redis is; structurally the `redis` part of the configuration (its `prefix` is ignored here). */
+export type RedisTarget =
+  | { readonly mode?: "single"; readonly url: string }
+  | { readonly mode: "cluster"; readonly nodes: readonly RedisNode[]; readonly password?: string }
+  | {
+      readonly mode: "sentinel";
+      readonly sentinels: readonly RedisNode[];
+      readonly name: string;
+      readonly password?: string;
+    };
+
+/** Reconnect forever, quickly at first, at most every 2 s. */
+const retry = (attempt: number) => Math.min(100 * attempt, 2_000);
+
+/** The options of every connection to a Redis server, whatever the topology. */
+const FAIL_FAST = {
+  // Do not resend a command that was in flight when the connection dropped: fail it, the caller answers.
+  maxRetriesPerRequest: 0,
+  // A Redis that accepts but does not answer (overloaded, half-open) must not stall requests.
+  commandTimeout: 1_000,
+  // A connection attempt that gets no answer is abandoned and retried.
+  connectTimeout: 2_000,
+  // Report ready only once Redis has loaded its data set (INFO), so readiness is not claimed too early.
+  enableReadyCheck: true,
+} satisfies RedisOptions;
+
+export function createRedisClient(options: { url: string; mode?: "single"; log: Logger }): Redis;
+export function createRedisClient(options: RedisTarget & { log: Logger }): Redis | Cluster;
+export function createRedisClient(options: RedisTarget & { log: Logger }): Redis | Cluster {
+  const client = build(options);
+  watch(client, options.log);
+  return client;
+}
+
+function build(target: RedisTarget): Redis | Cluster {
+  switch (target.mode) {
+    case "cluster":
+      return new Cluster(
+        target.nodes.map(({ host, port }) => ({ host, port })),
+        {
+          // Each node connection; ioredis itself gives them an offline queue while they (re)connect, which the
+          // command timeout bounds.
+          redisOptions: { ...FAIL_FAST, ...password(target.password) },
+          // Fail commands at once while no node is reachable instead of queueing them.
+          enableOfflineQueue: false,
+          // All nodes lost: start over from the configured nodes, forever.
+          clusterRetryStrategy: retry,
+          // A command is retried on MOVED/ASK (resharding), TRYAGAIN, CLUSTERDOWN and a closed node
+          // connection, 100 ms apart: a few times only, so that a shard that is down fails fast.
+          maxRedirections: 4,
+          enableReadyCheck: true,
+          lazyConnect: false,
+        },
+      );
+    case "sentinel":
+      return new Redis({
+        ...FAIL_FAST,
+        ...password(target.password),
+        sentinels: target.sentinels.map(({ host, port }) => ({ host, port })),
+        name: target.name,
+        role: "master",
+        enableOfflineQueue: false,
+        retryStrategy: retry,
+        sentinelRetryStrategy: retry,
+        // Subscribe to the sentinels' +switch-master and move to the new master at once.
+        failoverDetector: true,
+        // A demoted master that kept our connection answers writes with READONLY: ask the sentinels again.
+        reconnectOnError: (err) => err.message.startsWith("READONLY"),
+        lazyConnect: false,
+      });
+    default:
+      return new Redis(target.url, {
+        ...FAIL_FAST,
+        // Fail commands at once while disconnected instead of queueing them until Redis returns.
+        enableOfflineQueue: false,
+        retryStrategy: retry,
+        lazyConnect: false,
+      });
+  }
+}
+
+function password(value: string | undefined): { password?: string } {
+  return value === undefined ? {} : { password: value };
+}
+
+/** Logs the first error of an outage (without URL or password) and the recovery. */
+function watch(client: Redis | Cluster, log: Logger): void {
   let down = false;
-  redis.on("ready", () => {
-    if (down) log.info("Redis connection restored");
-    down = false;
-  });
-  redis.on("error", (err: Error) => {
+  const lost = (err: Error) => {
     if (!down)
       log.warn({ err: { message: err.message.replace(/rediss?:\/\/\S*/g, "<redis>") } }, "Redis unavailable");
     down = true;
+  };
+  client.on("ready", () => {
+    if (down) log.info("Redis connection restored");
+    down = false;
   });
-  redis.on("end", () => {
+  client.on("error", lost);
+  // A Cluster reports trouble with one shard per node; its own 'error' only when every node failed.
+  if (client instanceof Cluster) client.on("node error", lost);
+  client.on("end", () => {
     down = true;
   });
-  return redis;
+}
+
+/**
+ * Calls `fn` on every reconnect after the first 'ready': Redis may have come back empty. On a Cluster also
+ * when a node that was connected before is connected again while the cluster stays up (that shard may have
+ * restarted without its data): the cluster as a whole then does not reconnect.
+ */
+export function onRedisReconnect(client: Redis | Cluster, fn: () => void): void {
+  let readyBefore = client.status === "ready";
+  // Cluster only: the nodes connected since the cluster was last ready (ioredis connects to a node lazily).
+  let connected = new Set<string>();
+  const key = (node: Redis) => `${node.options.host}:${node.options.port}`;
+  client.on("ready", () => {
+    if (readyBefore) fn();
+    readyBefore = true;
+    if (client instanceof Cluster)
+      connected = new Set(
+        client
+          .nodes("all")
+          .filter((node) => node.status === "ready")
+          .map(key),
+      );
+  });
+  if (!(client instanceof Cluster)) return;
+  client.on("+node", (node: Redis) => {
+    node.once("ready", () => {
+      // While the whole cluster reconnects, its own 'ready' follows and counts for all nodes.
+      if (connected.has(key(node)) && client.status === "ready") fn();
+      connected.add(key(node));
+    });
+  });
 }

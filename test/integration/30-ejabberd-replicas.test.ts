@@ -18,6 +18,7 @@ import {
   connectUser,
   errorCondition,
   httpStatus,
+  load,
   NS_ECHO,
   NS_SILENT,
   sleep,
@@ -26,38 +27,6 @@ import {
 } from "./helpers.js";
 
 const TIMEOUT_MS = 3000;
-
-/** Sends `count` echo requests from the clients, `window` in flight per client; records every answer by id. */
-async function load(clients: Client[], proxy: string, prefix: string, count: number, window: number) {
-  const answers = new Map<string, Element[]>();
-  const expected = new Map<string, string>();
-  let sent = 0;
-  await Promise.all(
-    clients.map((client, c) => {
-      client.on("stanza", (stanza: Element) => {
-        const id = stanza.attrs.id;
-        if (stanza.name !== "iq" || !id?.startsWith(prefix)) return;
-        answers.set(id, [...(answers.get(id) ?? []), stanza]);
-      });
-      return Promise.all(
-        Array.from({ length: window }, async () => {
-          while (sent < count) {
-            const n = sent++;
-            const id = `${prefix}-${c}-${n}`;
-            expected.set(id, `payload-${n}`);
-            await client.send(
-              xml("iq", { type: "get", id, to: proxy }, xml("echo", { xmlns: NS_ECHO }, `payload-${n}`)),
-            );
-            await until(`answer to ${id}`, () => answers.has(id) || undefined, TIMEOUT_MS + 3000).catch(
-              () => {},
-            );
-          }
-        }),
-      );
-    }),
-  );
-  return { answers, expected };
-}
 
 describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
   let ejabberd: EjabberdServer;

@@ -145,3 +145,42 @@ export const TEST_USERS = [
   { username: "requester", password: PASSWORD },
   { username: "impl", password: PASSWORD },
 ];
+
+/** Sends `count` echo requests from the clients, `window` in flight per client; records every answer by id. */
+export async function load(
+  clients: Client[],
+  proxy: string,
+  prefix: string,
+  count: number,
+  window: number,
+  answerWithinMs = 6000,
+) {
+  const answers = new Map<string, Element[]>();
+  const expected = new Map<string, string>();
+  let sent = 0;
+  await Promise.all(
+    clients.map((client, c) => {
+      client.on("stanza", (stanza: Element) => {
+        const id = stanza.attrs.id;
+        if (stanza.name !== "iq" || !id?.startsWith(prefix)) return;
+        answers.set(id, [...(answers.get(id) ?? []), stanza]);
+      });
+      return Promise.all(
+        Array.from({ length: window }, async () => {
+          while (sent < count) {
+            const n = sent++;
+            const id = `${prefix}-${c}-${n}`;
+            expected.set(id, `payload-${n}`);
+            await client.send(
+              xml("iq", { type: "get", id, to: proxy }, xml("echo", { xmlns: NS_ECHO }, `payload-${n}`)),
+            );
+            await until(`answer to ${id}`, () => answers.has(id) || undefined, answerWithinMs).catch(
+              () => {},
+            );
+          }
+        }),
+      );
+    }),
+  );
+  return { answers, expected };
+}
