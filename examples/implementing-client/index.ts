@@ -1,0 +1,161 @@
+/**
+ * An implementing client for xmpp-client-proxy, written with @xmpp/client: one resource of the account that
+ * the proxy forwards requests to (the proxy's TARGET_JID). Run one process per resource.
+ *
+ *     node --import tsx examples/implementing-client/index.ts
+ *
+ * Settings (environment): XMPP_SERVICE (xmpp://host:port of the server's c2s listener), XMPP_DOMAIN,
+ * XMPP_USERNAME, XMPP_PASSWORD or XMPP_PASSWORD_FILE, XMPP_RESOURCE (default: the host name), PROXY_DOMAIN.
+ *
+ * What it does:
+ * - approves the presence subscription of PROXY_DOMAIN (and declines everyone else's), and sends initial
+ *   presence on every (re)connect: the proxy routes only to resources whose presence it sees;
+ * - answers XEP-0092 software version, and `<greet xmlns='urn:example:greeting'/>` with a greeting that names
+ *   the requester, read from the address the proxy forwarded the request from;
+ * - answers anything else with service-unavailable, the request's payload included;
+ * - on SIGTERM or SIGINT: unavailable presence, closes the stream, exits 0.
+ */
+import { release, type } from "node:os";
+import { type XmppClient, xml } from "@xmpp/client";
+import type { Element } from "@xmpp/xml";
+// The proxy's public API. An implementing client installed from npm imports it from "xmpp-client-proxy";
+// this example imports it from the repository so that it runs without a build.
+import { decodeToken } from "../../src/index.js";
+import { createClient, logger, readSettings } from "./env.js";
+
+const NS_GREETING = "urn:example:greeting";
+const NS_VERSION = "jabber:iq:version";
+const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const SOFTWARE = { name: "xmpp-client-proxy example implementing client", version: "1.0.0" };
+
+// The parts of @xmpp/client's iqCallee (and its middleware context) used here; types/xmpp.d.ts has no
+// declaration of them, and this example does not extend that file.
+interface IqContext {
+  /** The whole <iq/>. */
+  readonly stanza: Element;
+  /** Its one child, the payload. */
+  readonly element?: Element;
+}
+type IqHandler = (ctx: IqContext) => Element | Promise<Element>;
+interface IqCallee {
+  get(xmlns: string, name: string, handler: IqHandler): void;
+  set(xmlns: string, name: string, handler: IqHandler): void;
+}
+
+const settings = readSettings(process.env, "implementing-client");
+const log = logger(settings);
+const xmpp = createClient(settings);
+const { iqCallee } = xmpp as XmppClient & { iqCallee: IqCallee };
+
+/** The bare address of a JID, lowercased: enough to compare a domain JID such as the proxy's. */
+const bare = (address: string | undefined) => (address ?? "").split("/")[0]?.toLowerCase() ?? "";
+const fromProxy = (stanza: Element) => bare(stanza.attrs.from) === settings.proxyDomain.toLowerCase();
+
+/**
+ * Who is asking. A request forwarded by the proxy comes from `PROXY_DOMAIN/<token>`, and the token carries
+ * the requester's full JID (README: "For implementing-client authors: the token"); decodeToken reads it
+ * without a key (only the proxy verifies tokens, and it forwards only requests it signed itself). Anyone
+ * else who asks directly is their own requester.
+ */
+function requesterOf(stanza: Element): string | null {
+  const from = stanza.attrs.from ?? "";
+  if (!fromProxy(stanza)) return from || null;
+  return decodeToken(from)?.requester ?? null;
+}
+
+// XEP-0092: name, version, os.
+iqCallee.get(NS_VERSION, "query", ({ stanza }) => {
+  log.info(`version requested by ${requesterOf(stanza) ?? stanza.attrs.from}`);
+  return xml(
+    "query",
+    { xmlns: NS_VERSION },
+    xml("name", {}, SOFTWARE.name),
+    xml("version", {}, SOFTWARE.version),
+    xml("os", {}, `${type()} ${release()}`),
+  );
+});
+
+// The custom namespace: <greet xmlns='urn:example:greeting'/> -> <greeting>Hello, user@domain/resource</greeting>
+iqCallee.get(NS_GREETING, "greet", ({ stanza }) => {
+  const requester = requesterOf(stanza);
+  if (requester === null) {
+    // From the proxy but without a readable token: cannot happen with a proxy that works as documented.
+    return xml("error", { type: "modify" }, xml("bad-request", { xmlns: NS_STANZAS }));
+  }
+  log.info(`greeting ${requester}`);
+  return xml("greeting", { xmlns: NS_GREETING }, `Hello, ${requester}`);
+});
+
+// Everything else: service-unavailable (RFC 6120 section 8.2.3: every get/set gets one answer). Registered
+// after the handlers above, so only requests none of them took get here. The library's iqCallee builds the
+// <iq type='error'/> around this <error/> and puts the request's payload before it (RFC 6120 section 8.3.1).
+// That echoed payload matters to the proxy: a service-unavailable WITHOUT the payload is what the server
+// answers for a resource that has gone offline, and the proxy would take this resource for gone and send a
+// get to another resource (README, "When the chosen resource is gone").
+xmpp.middleware.use((ctx: IqContext, next: () => Promise<unknown>) => {
+  const { stanza } = ctx;
+  if (stanza.name !== "iq" || (stanza.attrs.type !== "get" && stanza.attrs.type !== "set")) return next();
+  const payload = ctx.element;
+  log.info(
+    `service-unavailable for ${stanza.attrs.type} ${payload?.name ?? "?"} xmlns=${payload?.attrs.xmlns}`,
+  );
+  return xml("error", { type: "cancel" }, xml("service-unavailable", { xmlns: NS_STANZAS }));
+});
+
+// Presence subscriptions: approve the proxy's (it sends one on every connect; approving again is harmless),
+// decline everyone else's.
+xmpp.on("stanza", (stanza: Element) => {
+  if (stanza.name !== "presence" || stanza.attrs.type !== "subscribe" || !stanza.attrs.from) return;
+  const approve = fromProxy(stanza);
+  log.info(`${approve ? "approving" : "declining"} the presence subscription of ${stanza.attrs.from}`);
+  void xmpp.send(xml("presence", { to: stanza.attrs.from, type: approve ? "subscribed" : "unsubscribed" }));
+});
+
+// Initial presence after every (re)connect: without it the proxy does not route to this resource.
+xmpp.on("online", (address: unknown) => {
+  if (stopping) return;
+  log.info(`online as ${String(address)}`);
+  xmpp.send(xml("presence")).catch((err: Error) => log.error(`initial presence failed: ${err.message}`));
+});
+xmpp.on("offline", () => log.info("offline"));
+// Without a listener an 'error' event would end the process; the library reconnects by itself (every 1 s).
+xmpp.on("error", (err: Error) => {
+  if (!stopping) log.error(`error: ${err.message}`);
+});
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info(`${signal}: going offline`);
+  xmpp.reconnect.stop();
+  const timer = setTimeout(() => {
+    log.error("the stream did not close within 5 s");
+    process.exit(1);
+  }, 5000);
+  try {
+    // Unavailable presence first: the proxy stops routing to this resource at once, so no request arrives
+    // between now and the end of the stream (the server would also send it on our behalf when the stream ends).
+    if (xmpp.status === "online") await xmpp.send(xml("presence", { type: "unavailable" }));
+    await xmpp.stop(); // </stream:stream>, wait for the server's, close the socket
+  } catch (err) {
+    log.error(`while closing: ${(err as Error).message}`);
+  }
+  clearTimeout(timer);
+  log.info("stopped");
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
+
+log.info(`connecting to ${settings.service}`);
+xmpp.start().catch((err: Error) => {
+  if (stopping) return;
+  if (err.name === "SASLError") {
+    // Wrong password or unknown account: retrying will not help.
+    log.error(`login failed: ${err.message}`);
+    process.exit(1);
+  }
+  // The server is not up yet (a container starting beside it): the library's reconnect retries every second.
+  log.error(`could not connect (${err.message}); retrying`);
+});

@@ -1,0 +1,237 @@
+/**
+ * examples/implementing-client as a user runs it (`node --import tsx examples/implementing-client/index.ts`,
+ * one process per resource), behind the service, against a real Prosody and redis-server: a requester gets the
+ * version and a greeting naming its own full JID through the proxy, and the example leaves cleanly on SIGTERM.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { xml } from "@xmpp/client";
+import type { Element } from "@xmpp/xml";
+import { type Client, collectStanzas, sendIq, stopClient } from "../harness/clients.js";
+import { freePort } from "../harness/ports.js";
+import { terminate, track } from "../harness/processes.js";
+import { type ProsodyServer, startProsody } from "../harness/prosody.js";
+import { type RedisServer, startRedis } from "../harness/redis.js";
+import { type ServiceProcess, startService } from "../harness/service.js";
+import {
+  connectUser,
+  errorCondition,
+  httpStatus,
+  NS_VERSION,
+  PASSWORD,
+  sleep,
+  TEST_USERS,
+  until,
+} from "./helpers.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const NS_GREETING = "urn:example:greeting";
+const NS_UNKNOWN = "urn:xmpp-client-proxy:test:unknown";
+
+interface Example {
+  readonly resource: string;
+  readonly child: ChildProcess;
+  /** Exit code and signal, once the process has ended and its output is read. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly lines: string[];
+}
+
+describe("the example implementing client", { timeout: 120_000 }, () => {
+  let prosody: ProsodyServer;
+  let redis: RedisServer;
+  let service: ServiceProcess;
+  let httpPort: number;
+  let requester: Client;
+  let proxy: string;
+  let me: string;
+  const examples = new Map<string, Example>();
+
+  /** The example as a child process, exactly as its README says to run it (never npx: see FIELD-NOTES). */
+  function startExample(resource: string): Example {
+    const child = track(
+      spawn(process.execPath, ["--import", "tsx", "examples/implementing-client/index.ts"], {
+        cwd: ROOT,
+        env: {
+          PATH: process.env.PATH ?? "",
+          HOME: process.env.HOME ?? "/tmp",
+          XMPP_SERVICE: `xmpp://127.0.0.1:${prosody.c2sPort}`,
+          XMPP_DOMAIN: prosody.domain,
+          XMPP_USERNAME: "impl",
+          XMPP_PASSWORD: PASSWORD,
+          XMPP_RESOURCE: resource,
+          PROXY_DOMAIN: prosody.componentDomain,
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      }),
+    );
+    const lines: string[] = [];
+    if (child.stdout) createInterface({ input: child.stdout }).on("line", (line) => lines.push(line));
+    if (child.stderr) createInterface({ input: child.stderr }).on("line", (line) => lines.push(line));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once("close", (code, signal) => resolve({ code, signal })),
+    );
+    const example = { resource, child, exited, lines };
+    examples.set(resource, example);
+    return example;
+  }
+
+  const output = () =>
+    [...examples.values()].map((e) => `--- ${e.resource}:\n${e.lines.slice(-30).join("\n")}`).join("\n");
+  const count = (resource: string, text: string) =>
+    examples.get(resource)?.lines.filter((line) => line.includes(text)).length ?? 0;
+
+  const greet = (id: string) =>
+    xml("iq", { type: "get", id, to: proxy }, xml("greet", { xmlns: NS_GREETING }));
+
+  before(async () => {
+    prosody = await startProsody({ users: TEST_USERS });
+    proxy = prosody.componentDomain;
+    redis = await startRedis();
+    httpPort = await freePort();
+    startExample("r1");
+    startExample("r2");
+    requester = await connectUser(prosody, "requester", "desk");
+    me = `requester@${prosody.domain}/desk`;
+    service = startService({
+      XMPP_SERVICE: `xmpp://127.0.0.1:${prosody.componentPort}`,
+      XMPP_DOMAIN: proxy,
+      XMPP_PASSWORD: prosody.componentSecret,
+      TARGET_JID: `impl@${prosody.domain}`,
+      REDIS_URL: redis.url,
+      REDIS_PREFIX: "example",
+      JAT_KEYS: "k1:0123456789abcdef0123456789abcdef",
+      IQ_TIMEOUT_MS: "3000",
+      HTTP_PORT: String(httpPort),
+      LOG_LEVEL: "debug",
+    });
+    await until("readiness", async () => (await httpStatus(httpPort, "/readyz")).status === 200 || undefined);
+    for (const resource of ["r1", "r2"]) {
+      await until(
+        `${resource} online\n${output()}`,
+        () => count(resource, "online as") > 0 || undefined,
+        15_000,
+      );
+    }
+    // The proxy learns the resources from presence, a moment after they are online: wait until it routes.
+    let n = 0;
+    await until(
+      `the proxy routing to the example\n${output()}`,
+      async () => (await sendIq(requester, greet(`warm-${n++}`), 3000)).attrs.type === "result" || undefined,
+      15_000,
+    );
+  });
+
+  after(async () => {
+    await stopClient(requester);
+    for (const example of examples.values()) await terminate(example.child, 5000);
+    await service?.stop();
+    await redis?.stop();
+    await prosody?.stop();
+  });
+
+  it("approves the proxy's subscription and answers XEP-0092 software version through the proxy", async () => {
+    // Prosody shows a pending subscription request to the resources online when it arrives (or, when none is,
+    // to the first that comes online); once one resource has approved it, the others never see it.
+    const approvals = ["r1", "r2"].map((r) => count(r, `approving the presence subscription of ${proxy}`));
+    assert.ok(
+      approvals.some((n) => n > 0),
+      output(),
+    );
+    const answer = await sendIq(
+      requester,
+      xml("iq", { type: "get", id: "version-1", to: proxy }, xml("query", { xmlns: NS_VERSION })),
+      5000,
+    );
+    assert.equal(answer.attrs.type, "result", answer.toString());
+    assert.equal(answer.attrs.from, proxy);
+    const query = answer.getChild("query", NS_VERSION);
+    assert.equal(query?.getChildText("name"), "xmpp-client-proxy example implementing client");
+    assert.equal(query?.getChildText("version"), "1.0.0");
+    assert.ok((query?.getChildText("os") ?? "") !== "", "an os element");
+  });
+
+  it("greets the requester by its own full JID, from both resources", async () => {
+    let n = 0;
+    await until(
+      `greetings from r1 and r2\n${output()}`,
+      async () => {
+        const answer = await sendIq(requester, greet(`greet-${n++}`), 5000);
+        assert.equal(answer.attrs.type, "result", answer.toString());
+        assert.equal(answer.attrs.from, proxy);
+        assert.equal(answer.getChildText("greeting", NS_GREETING), `Hello, ${me}`);
+        return (count("r1", `greeting ${me}`) > 0 && count("r2", `greeting ${me}`) > 0) || undefined;
+      },
+      20_000,
+    );
+    // Another resource of the same account is another requester.
+    const phone = await connectUser(prosody, "requester", "phone");
+    try {
+      const answer = await sendIq(phone, greet("greet-phone"), 5000);
+      assert.equal(answer.getChildText("greeting", NS_GREETING), `Hello, requester@${prosody.domain}/phone`);
+    } finally {
+      await stopClient(phone);
+    }
+  });
+
+  it("answers anything else with service-unavailable and the payload, which the proxy passes through", async () => {
+    const request = xml(
+      "iq",
+      { type: "get", id: "unknown-1", to: proxy },
+      xml("query", { xmlns: NS_UNKNOWN }, "payload"),
+    );
+    const answer = await sendIq(requester, request, 5000);
+    assert.equal(answer.attrs.type, "error");
+    assert.equal(answer.attrs.from, proxy);
+    // The implementing client's own error, unchanged: no `by` of the proxy.
+    assert.deepEqual(errorCondition(answer), {
+      type: "cancel",
+      condition: "service-unavailable",
+      by: undefined,
+    });
+    assert.equal(answer.getChild("query", NS_UNKNOWN)?.getText(), "payload", "the payload is echoed");
+    // Not taken for a bounce from a resource that is gone: asked once, not moved to the other resource.
+    await sleep(300);
+    const asked = count("r1", "service-unavailable for get") + count("r2", "service-unavailable for get");
+    assert.equal(asked, 1, output());
+  });
+
+  it("declines presence subscriptions from anyone but the proxy", async () => {
+    const presences = collectStanzas(
+      requester,
+      (s: Element) => s.name === "presence" && s.attrs.from === `impl@${prosody.domain}`,
+    );
+    // RFC 6121 section 2.1.6: only a resource that requested the roster is sent subscription state changes.
+    await sendIq(requester, xml("iq", { type: "get" }, xml("query", { xmlns: "jabber:iq:roster" })), 5000);
+    await requester.send(xml("presence", { to: `impl@${prosody.domain}`, type: "subscribe" }));
+    await until("unsubscribed", () => presences.find((p) => p.attrs.type === "unsubscribed"), 5000);
+    assert.ok(!presences.some((p) => p.attrs.type === "subscribed"));
+  });
+
+  it("goes offline on SIGTERM and exits 0; the proxy then routes to the other resource, then to none", async () => {
+    const r1 = examples.get("r1") as Example;
+    r1.child.kill("SIGTERM");
+    const first = await Promise.race([r1.exited, sleep(8000).then(() => null)]);
+    assert.deepEqual(first, { code: 0, signal: null }, output());
+    assert.ok(r1.lines.some((line) => line.includes("SIGTERM: going offline")));
+    assert.ok(r1.lines.some((line) => line.includes("stopped")));
+
+    // The unavailable presence reached the proxy: every request goes to r2 at once.
+    const before = count("r2", `greeting ${me}`);
+    for (let i = 0; i < 6; i++) {
+      const answer = await sendIq(requester, greet(`after-r1-${i}`), 5000);
+      assert.equal(answer.getChildText("greeting", NS_GREETING), `Hello, ${me}`, answer.toString());
+    }
+    assert.equal(count("r2", `greeting ${me}`) - before, 6, output());
+
+    const r2 = examples.get("r2") as Example;
+    r2.child.kill("SIGINT");
+    const second = await Promise.race([r2.exited, sleep(8000).then(() => null)]);
+    assert.deepEqual(second, { code: 0, signal: null }, output());
+    await sleep(300);
+    const none = await sendIq(requester, greet("none-1"), 5000);
+    assert.deepEqual(errorCondition(none), { type: "cancel", condition: "service-unavailable", by: proxy });
+  });
+});

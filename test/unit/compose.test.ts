@@ -1,0 +1,228 @@
+/**
+ * docker-compose.yml, the Dockerfile and docker/prosody/ stay consistent with the code: the compose file is
+ * valid, the replicas set only settings the service knows (and documents), with values it accepts, and the
+ * demo's Prosody configuration is the tests' configuration in substance.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { parse } from "yaml";
+import { loadConfig } from "../../src/config.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const read = (path: string) => readFileSync(`${ROOT}${path}`, "utf8");
+
+type Environment = Record<string, string>;
+interface ComposeService {
+  build?: string | { context?: string; target?: string };
+  image?: string;
+  command?: unknown;
+  environment?: Record<string, string | number | boolean | null> | string[];
+  ports?: Array<string | { published?: string | number; target?: number }>;
+}
+
+const compose = parse(read("docker-compose.yml"), { merge: true }) as {
+  services: Record<string, ComposeService>;
+};
+
+/** A compose `environment` (map or list of KEY=VALUE) as a map of strings. */
+function environmentOf(service: ComposeService): Environment {
+  const raw = service.environment ?? {};
+  if (Array.isArray(raw)) {
+    return Object.fromEntries(
+      raw.map((entry) => {
+        const eq = entry.indexOf("=");
+        return eq < 0 ? [entry, ""] : [entry.slice(0, eq), entry.slice(eq + 1)];
+      }),
+    );
+  }
+  return Object.fromEntries(
+    Object.entries(raw).map(([key, value]) => [key, value === null ? "" : String(value)]),
+  );
+}
+
+/** The replicas of the service: built from the repository root's Dockerfile, final stage (no target). */
+function proxyServices(): Array<[string, ComposeService]> {
+  return Object.entries(compose.services).filter(([, service]) => {
+    const build = service.build;
+    if (build === undefined) return false;
+    const context = typeof build === "string" ? build : (build.context ?? ".");
+    const target = typeof build === "string" ? undefined : build.target;
+    return /^\.\/?$/.test(context) && target === undefined;
+  });
+}
+
+/** Every variable src/config.ts reads: the keys of its zod schema, and the secrets with their _FILE forms. */
+function configSettings(): Set<string> {
+  const source = read("src/config.ts");
+  const start = source.indexOf("const schema = z.object({");
+  const end = source.indexOf("\n});", start);
+  assert.ok(start >= 0 && end > start, "src/config.ts: the zod schema `const schema = z.object({...});`");
+  const names = new Set(
+    [...source.slice(start, end).matchAll(/^ {2}([A-Z][A-Z0-9_]*):/gm)].map((m) => m[1] ?? ""),
+  );
+  for (const match of source.matchAll(/readSecret\(\w+, "([A-Z][A-Z0-9_]*)"/g)) {
+    names.add(match[1] ?? "");
+    names.add(`${match[1]}_FILE`);
+  }
+  return names;
+}
+
+/** The variables of README.md's configuration table (first column, `A` / `A_FILE` cells included). */
+function documentedSettings(): Set<string> {
+  const readme = read("README.md");
+  const section = readme.slice(
+    readme.indexOf("## Configuration"),
+    readme.indexOf("\n## ", readme.indexOf("## Configuration") + 1),
+  );
+  const names = new Set<string>();
+  for (const line of section.split("\n")) {
+    const cell = /^\|([^|]*)\|/.exec(line)?.[1] ?? "";
+    for (const match of cell.matchAll(/`([A-Z][A-Z0-9_]*)`/g)) names.add(match[1] ?? "");
+  }
+  return names;
+}
+
+/** The ENV names of the Dockerfile's last stage (the service image). */
+function dockerfileEnv(): string[] {
+  const stages = read("Dockerfile").split(/^FROM /m);
+  const last = stages[stages.length - 1] ?? "";
+  return [...last.matchAll(/^ENV\s+([A-Za-z_][A-Za-z0-9_]*)[=\s]/gm)].map((m) => m[1] ?? "");
+}
+
+/** A Lua list such as `modules_enabled = { "a", -- comment\n "b" }`, comments stripped. */
+function luaList(lua: string, name: string): string[] {
+  const body = new RegExp(`^${name}\\s*=\\s*\\{([^}]*)\\}`, "m").exec(lua)?.[1];
+  assert.ok(body !== undefined, `${name} is declared`);
+  return [...body.matchAll(/"([^"]*)"/g)].map((m) => m[1] ?? "");
+}
+
+const stripLuaComments = (lua: string) => lua.replace(/--[^\n]*/g, "");
+/** `Component "<domain>" ["<module>"]` lines, with what follows the domain (nothing: an external component). */
+const componentLines = (lua: string) =>
+  [...lua.matchAll(/^Component\s+"([^"]+)"(.*)$/gm)].map((m) => ({
+    domain: m[1] ?? "",
+    rest: (m[2] ?? "").trim(),
+  }));
+
+describe("docker-compose.yml", () => {
+  it("is a valid compose file (docker-compose config -q)", (t) => {
+    const probe = spawnSync("docker-compose", ["version"], { encoding: "utf8", timeout: 30_000 });
+    if (probe.error) {
+      t.skip("docker-compose is not installed (Debian: apt-get install docker-compose); not validated");
+      return;
+    }
+    const result = spawnSync("docker-compose", ["-f", "docker-compose.yml", "config", "-q"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    assert.equal(result.status, 0, `docker-compose config -q failed:\n${result.stderr}${result.stdout}`);
+  });
+
+  it("runs at least two replicas of the service, with the same shared settings and different HTTP ports", () => {
+    const replicas = proxyServices();
+    assert.ok(
+      replicas.length >= 2,
+      `replicas built from ./Dockerfile: ${replicas.map(([name]) => name).join(", ")}`,
+    );
+    const shared = ["XMPP_DOMAIN", "REDIS_URL", "REDIS_PREFIX", "JAT_KEYS", "TARGET_JID"];
+    const [first, ...others] = replicas.map(([, service]) => environmentOf(service));
+    for (const env of others) {
+      for (const name of shared)
+        assert.equal(env[name], first?.[name], `${name} is the same on every replica`);
+    }
+    assert.ok(first?.REDIS_URL, "the replicas share a Redis");
+    const published = replicas.flatMap(([, service]) =>
+      (service.ports ?? []).map((port) =>
+        typeof port === "string" ? port.split(":").slice(0, -1).join(":") : String(port.published),
+      ),
+    );
+    assert.equal(
+      new Set(published).size,
+      published.length,
+      `published HTTP ports differ: ${published.join(", ")}`,
+    );
+    assert.ok(published.length >= replicas.length, "every replica publishes its HTTP port");
+  });
+
+  it("sets on the replicas only settings that src/config.ts knows and README.md documents, with valid values", () => {
+    const known = configSettings();
+    const documented = documentedSettings();
+    // The parsers found the lists (not empty ones that would make the checks below vacuous).
+    for (const name of [
+      "XMPP_SERVICE",
+      "TARGET_JID",
+      "REDIS_URL",
+      "HTTP_PORT",
+      "XMPP_PASSWORD_FILE",
+      "JAT_KEYS",
+    ]) {
+      assert.ok(known.has(name), `src/config.ts knows ${name}`);
+      assert.ok(documented.has(name), `README.md documents ${name}`);
+    }
+    for (const [name, service] of proxyServices()) {
+      const env = environmentOf(service);
+      for (const variable of Object.keys(env)) {
+        assert.ok(known.has(variable), `${name}: ${variable} is not a setting of src/config.ts`);
+        assert.ok(documented.has(variable), `${name}: ${variable} is not in README.md's configuration table`);
+      }
+      const result = loadConfig(env);
+      assert.ok(result.ok, `${name}: ${result.ok ? "" : result.problems.join("; ")}`);
+    }
+    // The image's own ENV: NODE_ENV is Node's and npm's, every other one must be a setting.
+    for (const variable of dockerfileEnv()) {
+      assert.ok(
+        variable === "NODE_ENV" || known.has(variable),
+        `Dockerfile: ENV ${variable} is not a setting`,
+      );
+    }
+  });
+
+  it("runs the example implementing client with two resources of the target account", () => {
+    const [, replica] = proxyServices()[0] ?? [];
+    const target = environmentOf(replica ?? {}).TARGET_JID ?? "";
+    const resources = Object.values(compose.services)
+      .filter((service) =>
+        JSON.stringify(service.command ?? "").includes("examples/implementing-client/index.ts"),
+      )
+      .map(environmentOf)
+      .filter((env) => `${env.XMPP_USERNAME}@${env.XMPP_DOMAIN}` === target)
+      .map((env) => env.XMPP_RESOURCE);
+    assert.equal(new Set(resources).size, 2, `resources of ${target}: ${resources.join(", ")}`);
+  });
+});
+
+describe("docker/prosody/prosody.cfg.lua", () => {
+  const demo = stripLuaComments(read("docker/prosody/prosody.cfg.lua"));
+  const tests = stripLuaComments(read("test/fixtures/prosody.cfg.lua.tpl"));
+
+  it("enables and disables the same modules as the tests' configuration", () => {
+    for (const list of ["modules_enabled", "modules_disabled"]) {
+      assert.deepEqual(luaList(demo, list).sort(), luaList(tests, list).sort(), list);
+    }
+    assert.ok(luaList(tests, "modules_enabled").includes("roster"), "the parser read the template's modules");
+  });
+
+  it("declares the same external component, for the replicas' domain and with their secret", () => {
+    const demoComponents = componentLines(demo);
+    const testComponents = componentLines(tests);
+    assert.equal(demoComponents.length, 1, "one Component line");
+    assert.equal(testComponents.length, 1, "one Component line in the template");
+    assert.equal(testComponents[0]?.domain, "{{COMPONENT_DOMAIN}}");
+    assert.equal(demoComponents[0]?.rest, testComponents[0]?.rest, "an external component (no module)");
+    const env = environmentOf(proxyServices()[0]?.[1] ?? {});
+    assert.equal(demoComponents[0]?.domain, env.XMPP_DOMAIN, "the Component is the replicas' XMPP_DOMAIN");
+    const secret = /^\s*component_secret\s*=\s*"([^"]*)"/m.exec(demo.slice(demo.indexOf("Component ")))?.[1];
+    assert.equal(secret, env.XMPP_PASSWORD, "component_secret is the replicas' XMPP_PASSWORD");
+  });
+
+  it("serves the target account's domain, and the entrypoint registers the target account", () => {
+    const env = environmentOf(proxyServices()[0]?.[1] ?? {});
+    const [local, domain] = (env.TARGET_JID ?? "").split("@");
+    assert.match(demo, new RegExp(`^VirtualHost "${domain}"`, "m"));
+    assert.match(read("docker/prosody/entrypoint.sh"), new RegExp(`prosodyctl .*register ${local} `));
+  });
+});
