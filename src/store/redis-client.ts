@@ -65,8 +65,8 @@ function build(target: RedisTarget): Redis | Cluster {
           lazyConnect: false,
         },
       );
-    case "sentinel":
-      return new Redis({
+    case "sentinel": {
+      const client = new Redis({
         ...FAIL_FAST,
         ...password(target.password),
         sentinels: target.sentinels.map(({ host, port }) => ({ host, port })),
@@ -81,6 +81,10 @@ function build(target: RedisTarget): Redis | Cluster {
         reconnectOnError: (err) => err.message.startsWith("READONLY"),
         lazyConnect: false,
       });
+      // quit() leaves the failover detector's sentinel connections open (ioredis 5.11); disconnect() closes them.
+      client.once("end", () => client.disconnect());
+      return client;
+    }
     default:
       return new Redis(target.url, {
         ...FAIL_FAST,
@@ -123,26 +127,26 @@ function watch(client: Redis | Cluster, log: Logger): void {
  */
 export function onRedisReconnect(client: Redis | Cluster, fn: () => void): void {
   let readyBefore = client.status === "ready";
-  // Cluster only: the nodes connected since the cluster was last ready (ioredis connects to a node lazily).
-  let connected = new Set<string>();
-  const key = (node: Redis) => `${node.options.host}:${node.options.port}`;
   client.on("ready", () => {
     if (readyBefore) fn();
     readyBefore = true;
-    if (client instanceof Cluster)
-      connected = new Set(
-        client
-          .nodes("all")
-          .filter((node) => node.status === "ready")
-          .map(key),
-      );
   });
   if (!(client instanceof Cluster)) return;
-  client.on("+node", (node: Redis) => {
+  // The nodes connected since the cluster was last ready (ioredis connects to a node lazily, and anew after
+  // losing it); the cluster's own 'ready' stands for every node.
+  const connected = new Set<string>();
+  const key = (node: Redis) => `${node.options.host}:${node.options.port}`;
+  const seedConnected = () => {
+    connected.clear();
+    for (const node of client.nodes("all")) if (node.status === "ready") connected.add(key(node));
+  };
+  const watchNode = (node: Redis) =>
     node.once("ready", () => {
-      // While the whole cluster reconnects, its own 'ready' follows and counts for all nodes.
       if (connected.has(key(node)) && client.status === "ready") fn();
       connected.add(key(node));
     });
-  });
+  seedConnected();
+  for (const node of client.nodes("all")) if (node.status !== "ready") watchNode(node);
+  client.on("ready", seedConnected);
+  client.on("+node", watchNode);
 }

@@ -102,3 +102,145 @@ describe("configuration", () => {
     assert.ok(!run.stderr.includes(secret));
   });
 });
+
+describe("configuration: Redis topologies", () => {
+  const keys = { JAT_KEYS: `k1:${jatSecret}` };
+  const redisPassword = "r3dis-cluster-s3cret";
+
+  it("reads REDIS_URL as a single Redis", () => {
+    const result = loadConfig({ ...base, ...keys, REDIS_URL: "redis://127.0.0.1:6390", REDIS_PREFIX: "p1" });
+    assert.ok(result.ok, JSON.stringify(!result.ok && result.problems));
+    assert.deepEqual(result.config.redis, { mode: "single", url: "redis://127.0.0.1:6390", prefix: "p1" });
+  });
+
+  it("reads REDIS_CLUSTER_NODES as host:port nodes, with an optional password", () => {
+    const result = loadConfig({
+      ...base,
+      ...keys,
+      REDIS_CLUSTER_NODES: "10.0.0.1:7000, redis-1.redis.svc:7001,[::1]:7002",
+      REDIS_PASSWORD: redisPassword,
+    });
+    assert.ok(result.ok, JSON.stringify(!result.ok && result.problems));
+    assert.deepEqual(result.config.redis, {
+      mode: "cluster",
+      nodes: [
+        { host: "10.0.0.1", port: 7000 },
+        { host: "redis-1.redis.svc", port: 7001 },
+        { host: "::1", port: 7002 },
+      ],
+      prefix: "xcp",
+      password: redisPassword,
+    });
+    assert.ok(
+      Object.isFrozen(result.config.redis) &&
+        Object.isFrozen(result.config.redis?.mode === "cluster" && result.config.redis.nodes),
+    );
+
+    const open = loadConfig({ ...base, ...keys, REDIS_CLUSTER_NODES: "127.0.0.1:7000" });
+    assert.ok(open.ok);
+    assert.ok(open.config.redis !== null && !("password" in open.config.redis), "no password unless given");
+  });
+
+  it("reads REDIS_SENTINELS with the master name, and the password from a file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "xcp-config-"));
+    writeFileSync(join(dir, "redis-password"), `${redisPassword}\n`);
+    const result = loadConfig({
+      ...base,
+      ...keys,
+      REDIS_SENTINELS: "s1:26379,s2:26379",
+      REDIS_SENTINEL_NAME: "mymaster",
+      REDIS_PASSWORD_FILE: join(dir, "redis-password"),
+      REDIS_PREFIX: "tenant",
+    });
+    assert.ok(result.ok, JSON.stringify(!result.ok && result.problems));
+    assert.deepEqual(result.config.redis, {
+      mode: "sentinel",
+      sentinels: [
+        { host: "s1", port: 26379 },
+        { host: "s2", port: 26379 },
+      ],
+      name: "mymaster",
+      prefix: "tenant",
+      password: redisPassword,
+    });
+  });
+
+  it("accepts only one topology, and requires JAT_KEYS with each", () => {
+    const both = loadConfig({
+      ...base,
+      ...keys,
+      REDIS_URL: "redis://127.0.0.1:6390",
+      REDIS_CLUSTER_NODES: "127.0.0.1:7000",
+      REDIS_SENTINELS: "127.0.0.1:26379",
+      REDIS_SENTINEL_NAME: "m",
+    });
+    assert.ok(!both.ok);
+    for (const name of ["REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_SENTINELS"]) {
+      assert.match(both.problems.join("\n"), new RegExp(`^${name}: set only one of`, "m"), name);
+    }
+    for (const [name, value] of [
+      ["REDIS_URL", "redis://127.0.0.1:6390"],
+      ["REDIS_CLUSTER_NODES", "127.0.0.1:7000"],
+      ["REDIS_SENTINELS", "127.0.0.1:26379"],
+    ] as const) {
+      const sentinelName = name === "REDIS_SENTINELS" ? { REDIS_SENTINEL_NAME: "m" } : {};
+      const missing = loadConfig({ ...base, [name]: value, ...sentinelName });
+      assert.ok(!missing.ok, name);
+      assert.deepEqual(missing.problems, [
+        `JAT_KEYS: is required when ${name} is set (every replica must verify the same tokens)`,
+      ]);
+    }
+  });
+
+  it("lists every Redis problem at once, naming the variable, never the password", () => {
+    const result = loadConfig({
+      ...base,
+      REDIS_SENTINELS: "s1:26379,s2,s3:99999,,",
+      REDIS_PASSWORD: redisPassword,
+      REDIS_PASSWORD_FILE: "/nonexistent",
+    });
+    assert.ok(!result.ok);
+    assert.deepEqual(result.problems, [
+      "JAT_KEYS: is required when REDIS_SENTINELS is set (every replica must verify the same tokens)",
+      "REDIS_PASSWORD: set either REDIS_PASSWORD or REDIS_PASSWORD_FILE, not both",
+      'REDIS_SENTINELS: entry 2 ("s2") must be host:port',
+      'REDIS_SENTINELS: entry 3 ("s3:99999") must be host:port',
+      'REDIS_SENTINELS: entry 4 ("") must be host:port',
+      'REDIS_SENTINELS: entry 5 ("") must be host:port',
+      "REDIS_SENTINEL_NAME: is required with REDIS_SENTINELS (the master name they monitor)",
+    ]);
+
+    const stray = loadConfig({
+      ...base,
+      ...keys,
+      REDIS_URL: "redis://:pw@127.0.0.1:6390",
+      REDIS_PASSWORD: redisPassword,
+      REDIS_SENTINEL_NAME: "mymaster",
+      REDIS_CLUSTER_NODES: "",
+    });
+    assert.ok(!stray.ok);
+    assert.deepEqual(stray.problems, [
+      "REDIS_PASSWORD: only applies with REDIS_CLUSTER_NODES or REDIS_SENTINELS (a REDIS_URL carries its own)",
+      "REDIS_SENTINEL_NAME: only applies with REDIS_SENTINELS",
+    ]);
+    const text = [...result.problems, ...stray.problems].join("\n");
+    assert.ok(!text.includes(redisPassword) && !text.includes(":pw@"), text);
+  });
+
+  it("the command never prints the Redis password", () => {
+    const run = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts"], {
+      env: {
+        PATH: process.env.PATH ?? "",
+        ...base,
+        REDIS_CLUSTER_NODES: "127.0.0.1:notaport",
+        REDIS_PASSWORD: redisPassword,
+      },
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /^\s*REDIS_CLUSTER_NODES: entry 1 .* must be host:port$/m);
+    assert.match(run.stderr, /^\s*JAT_KEYS: is required when REDIS_CLUSTER_NODES is set/m);
+    assert.ok(!run.stderr.includes(redisPassword) && !run.stdout.includes(redisPassword));
+  });
+});
