@@ -11,16 +11,23 @@ export interface RedisNode {
   readonly port: number;
 }
 
+export interface SingleTarget {
+  readonly mode?: "single";
+  readonly url: string;
+}
+export interface ClusterTarget {
+  readonly mode: "cluster";
+  readonly nodes: readonly RedisNode[];
+  readonly password?: string;
+}
+export interface SentinelTarget {
+  readonly mode: "sentinel";
+  readonly sentinels: readonly RedisNode[];
+  readonly name: string;
+  readonly password?: string;
+}
 /** Where Redis is; structurally the `redis` part of the configuration (its `prefix` is ignored here). */
-export type RedisTarget =
-  | { readonly mode?: "single"; readonly url: string }
-  | { readonly mode: "cluster"; readonly nodes: readonly RedisNode[]; readonly password?: string }
-  | {
-      readonly mode: "sentinel";
-      readonly sentinels: readonly RedisNode[];
-      readonly name: string;
-      readonly password?: string;
-    };
+export type RedisTarget = SingleTarget | ClusterTarget | SentinelTarget;
 
 /** Reconnect forever, quickly at first, at most every 2 s. */
 const retry = (attempt: number) => Math.min(100 * attempt, 2_000);
@@ -37,7 +44,8 @@ const FAIL_FAST = {
   enableReadyCheck: true,
 } satisfies RedisOptions;
 
-export function createRedisClient(options: { url: string; mode?: "single"; log: Logger }): Redis;
+export function createRedisClient(options: ClusterTarget & { log: Logger }): Cluster;
+export function createRedisClient(options: (SingleTarget | SentinelTarget) & { log: Logger }): Redis;
 export function createRedisClient(options: RedisTarget & { log: Logger }): Redis | Cluster;
 export function createRedisClient(options: RedisTarget & { log: Logger }): Redis | Cluster {
   const client = build(options);
@@ -108,13 +116,22 @@ function watch(client: Redis | Cluster, log: Logger): void {
       log.warn({ err: { message: err.message.replace(/rediss?:\/\/\S*/g, "<redis>") } }, "Redis unavailable");
     down = true;
   };
-  client.on("ready", () => {
+  const restored = () => {
     if (down) log.info("Redis connection restored");
     down = false;
-  });
+  };
+  client.on("ready", restored);
   client.on("error", lost);
-  // A Cluster reports trouble with one shard per node; its own 'error' only when every node failed.
-  if (client instanceof Cluster) client.on("node error", lost);
+  if (client instanceof Cluster) {
+    // A Cluster reports trouble with one shard per node (its own 'error' only when every node failed), and
+    // stays ready meanwhile: a node connected again is the recovery.
+    client.on("node error", lost);
+    client.on("+node", (node: Redis) =>
+      node.once("ready", () => {
+        if (client.status === "ready") restored();
+      }),
+    );
+  }
   client.on("end", () => {
     down = true;
   });

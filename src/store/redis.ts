@@ -178,7 +178,8 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
       }
     },
     pendingCount: () => call("count", () => redis.zcard(keys.deadlines)),
-    ping: () => call("ping", () => redis.ping()).then(() => {}),
+    // A key of the domain, so that on a Cluster it is the shard holding the domain that must answer.
+    ping: () => call("ping", () => redis.exists(keys.epoch)).then(() => {}),
     async close() {
       await client.quit().catch(() => client.disconnect());
     },
