@@ -124,9 +124,24 @@ describe("Redis Sentinel specifics", () => {
       assert.equal(await redis.call("WAIT", "1", "2000"), 1);
       assert.equal(await servingPort(redis), master.port);
 
+      // A sentinel learns about replicas from the master's INFO, every 10 s: it can only fail over to a
+      // replica it knows.
+      const ask = new Redis({ host: "127.0.0.1", port: sentinel.port });
+      try {
+        const knowsReplica = async () => {
+          const replicas = (await ask.call("SENTINEL", "replicas", NAME)) as string[][];
+          return replicas.some((fields) => fields.includes(String(replica.port)));
+        };
+        const until = Date.now() + 20_000;
+        while (!(await knowsReplica()) && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+        assert.ok(await knowsReplica(), "the sentinel knows the replica");
+      } finally {
+        ask.disconnect();
+      }
+
       const killed = Date.now();
       await master.kill();
-      const deadline = Date.now() + 15_000;
+      const deadline = Date.now() + 20_000;
       let resources = await store.onlineResources().catch((err: Error) => err);
       while (resources instanceof Error && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 100));
