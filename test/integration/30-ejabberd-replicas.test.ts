@@ -10,9 +10,7 @@ import type { Element } from "@xmpp/xml";
 import { Redis } from "ioredis";
 import { type Client, collectStanzas, stopClient } from "../harness/clients.js";
 import { type EjabberdServer, startEjabberd } from "../harness/ejabberd.js";
-import { freePort } from "../harness/ports.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
-import { type ServiceProcess, startService } from "../harness/service.js";
 import {
   connectImplementing,
   connectUser,
@@ -25,13 +23,14 @@ import {
   TEST_USERS,
   until,
 } from "./helpers.js";
+import { type Replica, running, servedBy, startReplicas } from "./replicas.js";
 
 const TIMEOUT_MS = 3000;
 
 describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
   let ejabberd: EjabberdServer;
   let redis: RedisServer;
-  const replicas: Array<{ service: ServiceProcess; port: number }> = [];
+  const replicas: Replica[] = [];
   const impl: Client[] = [];
   const requesters: Client[] = [];
   let proxy: string;
@@ -42,44 +41,15 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
     ejabberd = await startEjabberd({ users: TEST_USERS });
     proxy = ejabberd.componentDomain;
     redis = await startRedis();
-    for (let i = 0; i < 3; i++) {
-      const port = await freePort();
-      const service = startService({
-        XMPP_SERVICE: `xmpp://127.0.0.1:${ejabberd.componentPort}`,
-        XMPP_DOMAIN: proxy,
-        XMPP_PASSWORD: ejabberd.componentSecret,
-        TARGET_JID: `impl@${ejabberd.domain}`,
-        REDIS_URL: redis.url,
-        JAT_KEYS: "k1:0123456789abcdef0123456789abcdef",
-        IQ_TIMEOUT_MS: String(TIMEOUT_MS),
-        HTTP_PORT: String(port),
-        LOG_LEVEL: "info",
-      });
-      replicas.push({ service, port });
-    }
-    for (const { port } of replicas) {
-      await until(
-        "readiness",
-        async () => (await httpStatus(port, "/readyz")).status === 200 || undefined,
-        20_000,
-      );
-    }
+    replicas.push(
+      ...(await startReplicas(ejabberd, 3, { REDIS_URL: redis.url, IQ_TIMEOUT_MS: String(TIMEOUT_MS) })),
+    );
     for (const resource of ["r1", "r2"]) impl.push(await connectImpl(resource));
     for (let i = 0; i < 3; i++) {
       requesters.push(await connectUser(ejabberd, "requester", `load${i}`));
     }
     // Presence lands on random replicas; the shared store makes it visible to all.
-    await until(
-      "both resources serving",
-      async () => {
-        const { answers } = await load(requesters.slice(0, 1), proxy, `warm${Date.now()}`, 20, 5);
-        const resources = new Set(
-          [...answers.values()].map((list) => list[0]?.getChild("echo", NS_ECHO)?.attrs.resource),
-        );
-        return (resources.has("r1") && resources.has("r2")) || undefined;
-      },
-      20_000,
-    );
+    await servedBy(requesters[0] as Client, proxy, ["r1", "r2"]);
   });
 
   after(async () => {
@@ -137,9 +107,7 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
   it("shares the timeout sweep between the replicas, each timeout answered once", async () => {
     const timeoutsOf = async (port: number) =>
       Number(/^xcp_timeouts_total (\d+)/m.exec((await httpStatus(port, "/metrics")).body)?.[1] ?? "0");
-    const alive = replicas.filter(
-      ({ service }) => service.child.exitCode === null && service.child.signalCode === null,
-    );
+    const alive = running(replicas);
     const before = await Promise.all(alive.map(({ port }) => timeoutsOf(port)));
     const requester = requesters[0] as Client;
     const answers = collectStanzas(requester, (st: Element) => st.attrs.id?.startsWith("sweep-") ?? false);
@@ -260,9 +228,7 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
   it("reconnects every replica by itself when ejabberd restarts, and serves again", async () => {
     for (const client of [...requesters, ...impl]) await stopClient(client);
     await ejabberd.restart();
-    const alive = replicas.filter(
-      ({ service }) => service.child.exitCode === null && service.child.signalCode === null,
-    );
+    const alive = running(replicas);
     for (const { port } of alive) {
       await until(
         "readiness after restart",

@@ -1,13 +1,12 @@
 /**
  * Operations against ejabberd with two replicas: what /metrics reports, readiness, and SIGTERM under load.
  */
+
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { type Client, stopClient } from "../harness/clients.js";
 import { type EjabberdServer, startEjabberd } from "../harness/ejabberd.js";
-import { freePort } from "../harness/ports.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
-import { type ServiceProcess, startService } from "../harness/service.js";
 import {
   connectImplementing,
   connectUser,
@@ -19,13 +18,14 @@ import {
   TEST_USERS,
   until,
 } from "./helpers.js";
+import { type Replica, startReplicas } from "./replicas.js";
 
 const TIMEOUT_MS = 3000;
 
 describe("operations with two replicas behind ejabberd", { timeout: 180_000 }, () => {
   let ejabberd: EjabberdServer;
   let redis: RedisServer;
-  const replicas: Array<{ service: ServiceProcess; port: number }> = [];
+  const replicas: Replica[] = [];
   const clients: Client[] = [];
   const requesters: Client[] = [];
   let proxy: string;
@@ -34,29 +34,13 @@ describe("operations with two replicas behind ejabberd", { timeout: 180_000 }, (
     ejabberd = await startEjabberd({ users: TEST_USERS });
     proxy = ejabberd.componentDomain;
     redis = await startRedis();
-    for (let i = 0; i < 2; i++) {
-      const port = await freePort();
-      const service = startService({
-        XMPP_SERVICE: `xmpp://127.0.0.1:${ejabberd.componentPort}`,
-        XMPP_DOMAIN: proxy,
-        XMPP_PASSWORD: ejabberd.componentSecret,
-        TARGET_JID: `impl@${ejabberd.domain}`,
+    replicas.push(
+      ...(await startReplicas(ejabberd, 2, {
         REDIS_URL: redis.url,
-        JAT_KEYS: "k1:0123456789abcdef0123456789abcdef",
         IQ_TIMEOUT_MS: String(TIMEOUT_MS),
-        HTTP_PORT: String(port),
         SHUTDOWN_GRACE_MS: "8000",
-        LOG_LEVEL: "info",
-      });
-      replicas.push({ service, port });
-    }
-    for (const { port } of replicas) {
-      await until(
-        "readiness",
-        async () => (await httpStatus(port, "/readyz")).status === 200 || undefined,
-        20_000,
-      );
-    }
+      })),
+    );
     clients.push(await connectImplementing(ejabberd, "r1"), await connectImplementing(ejabberd, "r2"));
     for (let i = 0; i < 2; i++) requesters.push(await connectUser(ejabberd, "requester", `ops${i}`));
     await until("both resources serving", async () => {

@@ -2,6 +2,7 @@
  * Two replicas behind ejabberd sharing their state in a Redis Cluster (three masters, REDIS_CLUSTER_NODES):
  * the same behaviour as with one Redis, the domain's keys all on the one shard that owns its slot.
  */
+
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { xml } from "@xmpp/client";
@@ -9,9 +10,7 @@ import type { Element } from "@xmpp/xml";
 import { Cluster } from "ioredis";
 import { type Client, collectStanzas, stopClient } from "../harness/clients.js";
 import { type EjabberdServer, startEjabberd } from "../harness/ejabberd.js";
-import { freePort } from "../harness/ports.js";
 import { type RedisCluster, startRedisCluster } from "../harness/redis-cluster.js";
-import { type ServiceProcess, startService } from "../harness/service.js";
 import {
   connectImplementing,
   connectUser,
@@ -24,6 +23,7 @@ import {
   TEST_USERS,
   until,
 } from "./helpers.js";
+import { type Replica, servedBy, startReplicas } from "./replicas.js";
 
 const TIMEOUT_MS = 3000;
 const PREFIX = "xcp40";
@@ -31,7 +31,7 @@ const PREFIX = "xcp40";
 describe("two replicas behind ejabberd on a Redis Cluster", { timeout: 180_000 }, () => {
   let ejabberd: EjabberdServer;
   let cluster: RedisCluster;
-  const replicas: Array<{ service: ServiceProcess; port: number }> = [];
+  const replicas: Replica[] = [];
   const impl: Client[] = [];
   const requesters: Client[] = [];
   let proxy: string;
@@ -39,42 +39,16 @@ describe("two replicas behind ejabberd on a Redis Cluster", { timeout: 180_000 }
   before(async () => {
     [ejabberd, cluster] = await Promise.all([startEjabberd({ users: TEST_USERS }), startRedisCluster()]);
     proxy = ejabberd.componentDomain;
-    for (let i = 0; i < 2; i++) {
-      const port = await freePort();
-      const service = startService({
-        XMPP_SERVICE: `xmpp://127.0.0.1:${ejabberd.componentPort}`,
-        XMPP_DOMAIN: proxy,
-        XMPP_PASSWORD: ejabberd.componentSecret,
-        TARGET_JID: `impl@${ejabberd.domain}`,
+    replicas.push(
+      ...(await startReplicas(ejabberd, 2, {
         REDIS_CLUSTER_NODES: cluster.spec,
         REDIS_PREFIX: PREFIX,
-        JAT_KEYS: "k1:0123456789abcdef0123456789abcdef",
         IQ_TIMEOUT_MS: String(TIMEOUT_MS),
-        HTTP_PORT: String(port),
-        LOG_LEVEL: "info",
-      });
-      replicas.push({ service, port });
-    }
-    for (const { port } of replicas) {
-      await until(
-        "readiness",
-        async () => (await httpStatus(port, "/readyz")).status === 200 || undefined,
-        20_000,
-      );
-    }
+      })),
+    );
     for (const resource of ["r1", "r2"]) impl.push(await connectImplementing(ejabberd, resource));
     for (let i = 0; i < 3; i++) requesters.push(await connectUser(ejabberd, "requester", `load${i}`));
-    await until(
-      "both resources serving",
-      async () => {
-        const { answers } = await load(requesters.slice(0, 1), proxy, `warm${Date.now()}`, 20, 5);
-        const resources = new Set(
-          [...answers.values()].map((list) => list[0]?.getChild("echo", NS_ECHO)?.attrs.resource),
-        );
-        return (resources.has("r1") && resources.has("r2")) || undefined;
-      },
-      20_000,
-    );
+    await servedBy(requesters[0] as Client, proxy, ["r1", "r2"]);
   });
 
   after(async () => {
