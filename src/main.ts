@@ -146,9 +146,11 @@ export async function startService(
   const http = createHttpServer({
     port: config.httpPort,
     metrics: metrics.registry,
-    readiness: async () => {
+    readiness: async ({ standbyIsReady }) => {
       if (stopped) return { ready: false, reason: "shutting down" };
-      if (connection.state !== "connected") return { ready: false, reason: `xmpp ${connection.state}` };
+      const acceptable =
+        connection.state === "connected" || (standbyIsReady && connection.state === "standby");
+      if (!acceptable) return { ready: false, reason: `xmpp ${connection.state}` };
       try {
         await store.ping();
         return { ready: true };

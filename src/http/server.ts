@@ -2,6 +2,8 @@
  * Health endpoints for Kubernetes probes:
  * - /healthz: the process is alive (200).
  * - /readyz: 200 only when connected to the XMPP server and the store answers; otherwise 503 with the reason.
+ *   `/readyz?standby=ready` also counts a standby as ready: with Prosody, which accepts one connection per
+ *   component, a rolling update must be able to bring up new replicas while an old one holds the domain.
  * - /metrics: Prometheus text format.
  */
 import { createServer, type Server } from "node:http";
@@ -16,14 +18,15 @@ export interface Readiness {
 export interface HttpDeps {
   port: number;
   host?: string;
-  readiness: () => Promise<Readiness>;
+  /** `standbyIsReady`: the caller accepts a standby (refused with `conflict`, waiting to take over). */
+  readiness: (options: { standbyIsReady: boolean }) => Promise<Readiness>;
   metrics: Registry;
   log: Logger;
 }
 
 export function createHttpServer({ port, host = "0.0.0.0", readiness, metrics, log }: HttpDeps) {
   const server: Server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
+    const [path, query = ""] = (req.url ?? "/").split("?");
     const reply = (status: number, body: object) => {
       res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
       res.end(`${JSON.stringify(body)}\n`);
@@ -31,7 +34,7 @@ export function createHttpServer({ port, host = "0.0.0.0", readiness, metrics, l
     if (req.method !== "GET" && req.method !== "HEAD") return reply(405, { error: "method not allowed" });
     if (path === "/healthz") return reply(200, { status: "ok" });
     if (path === "/readyz") {
-      readiness().then(
+      readiness({ standbyIsReady: new URLSearchParams(query).get("standby") === "ready" }).then(
         (state) =>
           reply(
             state.ready ? 200 : 503,

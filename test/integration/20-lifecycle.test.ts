@@ -135,6 +135,11 @@ describe("connection lifecycle with Prosody", { timeout: 180_000 }, () => {
     const standby = await httpStatus(portB, "/readyz");
     assert.equal(standby.status, 503);
     assert.match(standby.body, /standby/);
+    assert.equal(
+      (await httpStatus(portB, "/readyz?standby=ready")).status,
+      200,
+      "ready as a standby, if asked so",
+    );
     await serves();
     // Requests the active replica forwarded and never saw answered: the survivor must answer each, once.
     const left = collectStanzas(
