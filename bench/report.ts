@@ -1,0 +1,348 @@
+/**
+ * The results of a run: JSON (everything), Markdown (the table, the machine, the targets) and the chart.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { chartSvg } from "./chart.js";
+import type { Measurement } from "./measure.js";
+import type { MachineInfo } from "./proc.js";
+
+export interface PathResult extends Measurement {
+  id: string;
+  label: string;
+  server: "prosody" | "ejabberd" | "fake";
+  via: "direct" | "minimal" | "service";
+  store: "redis" | "memory" | null;
+  replicas: number;
+  /** Each round as measured; the fields above combine them (combine.ts). */
+  rounds: Measurement[];
+}
+
+export interface Settings {
+  seconds: number;
+  warmupSeconds: number;
+  connections: number;
+  window: number;
+  capacityRequesters: number;
+  capacityWindow: number;
+  /** Rounds of the Prosody and capacity paths (ejabberd paths run once). */
+  rounds: number;
+  paths: string[];
+}
+
+export interface Target {
+  name: string;
+  status: "met" | "missed" | "not judged";
+  /** The measured value and how far it is from the target. */
+  detail: string;
+}
+
+export interface RunReport {
+  startedAt: string;
+  finishedAt: string;
+  smoke: boolean;
+  settings: Settings;
+  machine: MachineInfo;
+  paths: PathResult[];
+  failures: Array<{ id: string; error: string }>;
+  targets: Target[];
+}
+
+const MB = 1024 * 1024;
+const fixed = (value: number, digits: number) => value.toFixed(digits);
+const ms = (value: number) => (value < 10 ? value.toFixed(2) : value.toFixed(1));
+
+export function evaluateTargets(paths: PathResult[], settings: Settings): Target[] {
+  const byId = new Map(paths.map((path) => [path.id, path]));
+  const targets: Target[] = [];
+
+  // 1. Redis round trips: one per direction, two per request. The sweep (about one per second per replica)
+  // and the epoch check are background work, spread over the requests: allowed on top.
+  const redisPaths = paths.filter((path) => path.redis && path.completed > 0);
+  if (redisPaths.length > 0) {
+    const lines = redisPaths.map((path) => {
+      const value = path.redis?.roundTripsPerRequest ?? 0;
+      // Requests in flight at the mark or at the stop have one of their two round trips inside the window.
+      const inFlight =
+        path.server === "fake"
+          ? settings.capacityRequesters * settings.capacityWindow
+          : settings.connections * settings.window;
+      const background = (2 * path.replicas * path.seconds + inFlight * path.rounds.length) / path.completed;
+      return { path, value, ok: value <= 2 + background, background };
+    });
+    targets.push({
+      name: "At most one Redis round trip per direction (two per request)",
+      status: lines.every((line) => line.ok) ? "met" : "missed",
+      detail: lines
+        .map(
+          ({ path, value, background }) =>
+            `${path.label}: ${fixed(value, 3)} round trips per request (${fixed(
+              path.redis?.commandsPerRequest ?? 0,
+              1,
+            )} commands; allowed on top for the timeout sweeps and the requests in flight at the window's edges: ${fixed(background, 3)})`,
+        )
+        .join("; "),
+    });
+  }
+
+  // 2. Service CPU per proxied request with Redis.
+  const cpuPaths = paths.filter((path) => path.via === "service" && path.store === "redis" && path.component);
+  if (cpuPaths.length > 0) {
+    const lines = cpuPaths.map((path) => ({ path, value: path.component?.cpuMicrosPerRequest ?? 0 }));
+    const capacity = lines.find((line) => line.path.server === "fake");
+    const decisive = capacity ?? lines[0];
+    targets.push({
+      name: "Service CPU <= 60 microseconds per proxied request with Redis",
+      status: decisive && decisive.value <= 60 ? "met" : "missed",
+      detail: `${lines
+        .map(
+          ({ path, value }) =>
+            `${path.label}: ${fixed(value, 1)} us (${value <= 60 ? "" : "+"}${fixed(
+              ((value - 60) / 60) * 100,
+              0,
+            )}% vs 60 us)`,
+        )
+        .join("; ")}. Judged on ${decisive?.path.label ?? "-"}.`,
+    });
+  }
+
+  // 3. End to end through Prosody vs the minimal stateless component.
+  const minimal = byId.get("prosody-minimal");
+  const service = byId.get("prosody-redis");
+  if (minimal && service && minimal.requestsPerSecond > 0) {
+    const ratio = service.requestsPerSecond / minimal.requestsPerSecond;
+    const memory = byId.get("prosody-memory");
+    const memoryRatio = memory ? memory.requestsPerSecond / minimal.requestsPerSecond : null;
+    const token = byId.get("prosody-minimal-token");
+    const tokenRatio = token ? token.requestsPerSecond / minimal.requestsPerSecond : null;
+    targets.push({
+      name: "End to end through Prosody >= 90% of the minimal stateless component",
+      status: ratio >= 0.9 ? "met" : "missed",
+      detail: `with Redis ${fixed(service.requestsPerSecond, 0)}/s = ${fixed(ratio * 100, 1)}% of ${fixed(
+        minimal.requestsPerSecond,
+        0,
+      )}/s (${ratio >= 0.9 ? "+" : ""}${fixed((ratio - 0.9) * 100, 1)} points vs 90%)${
+        memoryRatio === null
+          ? ""
+          : `; in-process store ${fixed(memory?.requestsPerSecond ?? 0, 0)}/s = ${fixed(memoryRatio * 100, 1)}%`
+      }${
+        tokenRatio === null
+          ? ""
+          : `; the minimal component with a token-sized address alone: ${fixed(
+              token?.requestsPerSecond ?? 0,
+              0,
+            )}/s = ${fixed(tokenRatio * 100, 1)}%`
+      }`,
+    });
+  }
+
+  // 4. Memory: flat over 10 minutes. A shorter run only shows the growth over its own window.
+  const memoryPaths = paths.filter((path) => path.via === "service" && path.component);
+  if (memoryPaths.length > 0) {
+    const long = settings.seconds >= 600;
+    const lines = memoryPaths.map((path) => {
+      // The largest growth among the rounds (each round is a fresh service process).
+      const rounds = path.rounds.flatMap((round) => (round.component ? [round.component] : []));
+      const growth = Math.max(...rounds.map((c) => (c.rssAtEndBytes - c.rssAtMarkBytes) / MB));
+      const hwmGrowth = Math.max(...rounds.map((c) => (c.hwmAtEndBytes - c.hwmAtMarkBytes) / MB));
+      const heapGrowths = rounds.flatMap((c) =>
+        c.heapAtMarkBytes === null || c.heapAtEndBytes === null
+          ? []
+          : [(c.heapAtEndBytes - c.heapAtMarkBytes) / MB],
+      );
+      const heapGrowth = heapGrowths.length > 0 ? Math.max(...heapGrowths) : null;
+      // Over a long run: the second half of a trace must not rise above the first half's peak by > 5%.
+      const flat = rounds.every((c) => {
+        const half = Math.floor(c.rssTrace.length / 2);
+        const firstPeak = Math.max(0, ...c.rssTrace.slice(0, half).map(([, bytes]) => bytes));
+        const secondPeak = Math.max(0, ...c.rssTrace.slice(half).map(([, bytes]) => bytes));
+        return firstPeak > 0 && secondPeak <= firstPeak * 1.05;
+      });
+      return { path, growth, hwmGrowth, heapGrowth, flat, peak: (path.component?.peakRssBytes ?? 0) / MB };
+    });
+    targets.push({
+      name: "Memory flat over a 10-minute run",
+      status: long ? (lines.every((line) => line.flat) ? "met" : "missed") : "not judged",
+      detail: `${
+        long ? `${settings.seconds} s per path` : `NOT a 10-minute run: ${settings.seconds} s per path`
+      }; RSS growth from the start to the end of the measurement (largest of the rounds): ${lines
+        .map(
+          ({ path, growth, hwmGrowth, heapGrowth, peak }) =>
+            `${path.label} ${growth >= 0 ? "+" : ""}${fixed(growth, 1)} MB (V8 heap in use ${
+              heapGrowth === null ? "?" : `${heapGrowth >= 0 ? "+" : ""}${fixed(heapGrowth, 1)} MB`
+            }, VmHWM +${fixed(hwmGrowth, 1)} MB, peak RSS ${fixed(peak, 0)} MB)`,
+        )
+        .join("; ")}`,
+    });
+  }
+  return targets;
+}
+
+/**
+ * Busy cores of the machine not used by the bench's own processes: other work on the machine (and the
+ * kernel's loopback networking, which is not charged to any process).
+ */
+export function otherCores(path: PathResult): number {
+  const { component, server, redis, load, bench, machineBusy } = path.cores;
+  return Math.max(0, machineBusy - (component ?? 0) - server - (redis ?? 0) - (load ?? 0) - bench);
+}
+
+export function markdown(report: RunReport, chartFile: string | null): string {
+  const { machine, settings } = report;
+  const rows = report.paths.map((path) => {
+    const c = path.component;
+    const r = path.redis;
+    return [
+      path.label,
+      path.rounds.length > 1
+        ? `${fixed(path.requestsPerSecond, 0)} (${path.rounds.map((round) => fixed(round.requestsPerSecond, 0)).join(", ")})`
+        : fixed(path.requestsPerSecond, 0),
+      ms(path.latency.p50),
+      ms(path.latency.p99),
+      ms(path.latency.max),
+      c ? fixed(c.cpuMicrosPerRequest, 1) : "-",
+      c ? fixed(c.peakRssBytes / MB, 0) : "-",
+      r ? fixed(r.commandsPerRequest, 2) : "-",
+      r ? fixed(r.roundTripsPerRequest, 3) : "-",
+      [
+        path.cores.component === null ? null : `proxy ${fixed(path.cores.component, 2)}`,
+        path.server === "fake" ? null : `${path.server} ${fixed(path.cores.server, 2)}`,
+        path.cores.redis === null ? null : `redis ${fixed(path.cores.redis, 2)}`,
+        path.cores.load === null ? null : `requesters ${fixed(path.cores.load, 2)}`,
+        `${path.server === "fake" ? "fake server" : "impl clients"} ${fixed(path.cores.bench, 2)}`,
+        `other processes ${fixed(otherCores(path), 2)}${path.cores.stealPercent > 0 ? ` (steal ${path.cores.stealPercent}%)` : ""}`,
+      ]
+        .filter((part) => part !== null)
+        .join(", "),
+      path.errors + path.unanswered === 0
+        ? "0"
+        : `${path.errors} errors${
+            Object.keys(path.errorConditions).length > 0 ? ` (${JSON.stringify(path.errorConditions)})` : ""
+          }, ${path.unanswered} unanswered`,
+    ];
+  });
+  const header = [
+    "path",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "proxy CPU ms per 1000 req",
+    "proxy peak RSS MB",
+    "Redis commands/req",
+    "Redis round trips/req",
+    "CPU cores in use",
+    "errors",
+  ];
+  const table = [
+    `| ${header.join(" | ")} |`,
+    `| ${header.map((_, i) => (i === 0 || i >= 9 ? "---" : "---:")).join(" | ")} |`,
+    ...rows.map((row) => `| ${row.join(" | ")} |`),
+  ].join("\n");
+  const diagHeader = [
+    "path",
+    "server CPU us/req",
+    "server wake-ups/req",
+    "proxy wake-ups/req",
+    "proxy reads/req",
+    "proxy writes/req",
+  ];
+  const opt = (value: number | null, digits: number) => (value === null ? "-" : fixed(value, digits));
+  const diagnostics = [
+    `| ${diagHeader.join(" | ")} |`,
+    `| ${diagHeader.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`,
+    ...report.paths.map(
+      (path) =>
+        `| ${[
+          path.label,
+          opt(path.perRequest.serverCpuMicros, 0),
+          opt(path.perRequest.serverWakeups, 2),
+          opt(path.perRequest.componentWakeups, 2),
+          opt(path.perRequest.componentReads, 2),
+          opt(path.perRequest.componentWrites, 2),
+        ].join(" | ")} |`,
+    ),
+  ].join("\n");
+  const memHeader = [
+    "path (last round)",
+    "proxy RSS MB, start -> end (all replicas)",
+    "proxy V8 heap in use MB, start -> end (all replicas)",
+    "proxy peak RSS MB (largest replica)",
+    "Redis used_memory growth MB",
+  ];
+  const mb = (bytes: number | null) => (bytes === null ? "?" : fixed(bytes / MB, 0));
+  const memoryTable = [
+    `| ${memHeader.join(" | ")} |`,
+    `| ${memHeader.map((_, i) => (i === 0 ? "---" : "---:")).join(" | ")} |`,
+    ...report.paths
+      .filter((path) => path.via === "service")
+      .map((path) => {
+        const last = path.rounds[path.rounds.length - 1] ?? path;
+        const c = last.component;
+        return `| ${[
+          path.label,
+          c ? `${mb(c.rssAtMarkBytes)} -> ${mb(c.rssAtEndBytes)}` : "-",
+          c ? `${mb(c.heapAtMarkBytes)} -> ${mb(c.heapAtEndBytes)}` : "-",
+          c ? mb(c.peakRssBytes) : "-",
+          last.redis ? fixed(last.redis.usedMemoryGrowth / MB, 1) : "-",
+        ].join(" | ")} |`;
+      }),
+  ].join("\n");
+  const lines = [
+    `# Benchmark run ${report.startedAt}${report.smoke ? " (smoke)" : ""}`,
+    "",
+    `Machine: ${machine.cores} cores, ${machine.cpuModel}, Linux ${machine.kernel}, load average at start ${machine.loadAverage.join(
+      " / ",
+    )}. Node ${machine.node}, Prosody ${machine.prosody}, ejabberd ${machine.ejabberd}, Redis ${machine.redis}.`,
+    "",
+    `Settings: ${settings.seconds} s measured per path and round after ${settings.warmupSeconds} s warm-up; ${settings.rounds} round(s) of the Prosody and capacity paths, one after the other (req/s in parentheses: each round), one of the ejabberd paths; ${settings.connections} requester connections x ${settings.window} requests in flight (end to end); capacity mode ${settings.capacityRequesters} fake requesters x ${settings.capacityWindow} in flight.`,
+    "",
+    table,
+    "",
+    ...(chartFile ? [`![throughput and latency per path](${chartFile})`, ""] : []),
+    "Per proxied request, from /proc: the XMPP server's CPU time; wake-ups (voluntary context switches, all threads) of the server and of the proxy; the proxy's read and write system calls (XMPP and Redis sockets).",
+    "",
+    diagnostics,
+    "",
+    `Memory of the service over the measured ${settings.seconds} s (the service keeps answered requests for IQ_TIMEOUT_MS plus a grace period in this process, and the store keeps tombstones for 5 minutes):`,
+    "",
+    memoryTable,
+    "",
+    ...(report.failures.length > 0
+      ? ["Failed paths:", "", ...report.failures.map((f) => `- ${f.id}: ${f.error.split("\n")[0]}`), ""]
+      : []),
+    "## Targets",
+    "",
+    ...report.targets.map((target) => `- **${target.name}: ${target.status}.** ${target.detail}`),
+    "",
+  ];
+  return lines.join("\n");
+}
+
+/**
+ * Formats the written files with the project's Biome, so that `biome check .` (npm run lint) stays clean in a
+ * tree where the bench ran: biome.json does not exclude bench/results/. Best effort.
+ */
+function formatWithBiome(files: string[]): void {
+  const biome = fileURLToPath(new URL("../node_modules/@biomejs/biome/bin/biome", import.meta.url));
+  spawnSync(process.execPath, [biome, "format", "--write", ...files], { stdio: "ignore", timeout: 30_000 });
+}
+
+/** Writes bench/results/<stamp>.{json,md,svg}; returns the paths written. */
+export function writeResults(report: RunReport): { json: string; md: string; svg: string } {
+  const dir = new URL("./results/", import.meta.url);
+  mkdirSync(dir, { recursive: true });
+  const stamp = report.startedAt.replace(/[:.]/g, "-");
+  const base = `${stamp}${report.smoke ? "-smoke" : ""}`;
+  const files = {
+    json: new URL(`${base}.json`, dir).pathname,
+    md: new URL(`${base}.md`, dir).pathname,
+    svg: new URL(`${base}.svg`, dir).pathname,
+  };
+  writeFileSync(files.json, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(files.svg, chartSvg(report.paths, `${report.startedAt}${report.smoke ? " (smoke)" : ""}`));
+  writeFileSync(files.md, markdown(report, `${base}.svg`));
+  formatWithBiome([files.json, files.md, files.svg]);
+  return files;
+}
