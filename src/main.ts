@@ -20,7 +20,7 @@ import { createKeys } from "./store/keys.js";
 import { createMemoryStore } from "./store/memory.js";
 import { createRedisStore } from "./store/redis.js";
 import { createRedisClient, onRedisReconnect } from "./store/redis-client.js";
-import type { Store } from "./store/types.js";
+import { type Store, storeTtls } from "./store/types.js";
 import { type ConnectionState, createXmppConnection } from "./xmpp/connection.js";
 import { normalizeBare } from "./xmpp/jid.js";
 
@@ -218,11 +218,16 @@ function createStore(
   config: Config,
   log: Logger,
 ): { store: Store; onStoreReconnect: (fn: () => void) => void } {
-  if (!config.redis) return { store: createMemoryStore({}), onStoreReconnect: () => {} };
+  if (!config.redis)
+    return { store: createMemoryStore({ ttls: storeTtls(config.iqTimeoutMs) }), onStoreReconnect: () => {} };
   // Single, Cluster or Sentinel: the same store, every key of the domain in one slot.
   const redis = createRedisClient({ ...config.redis, log });
   return {
-    store: createRedisStore({ redis, keys: createKeys(config.redis.prefix, config.xmpp.domain) }),
+    store: createRedisStore({
+      redis,
+      keys: createKeys(config.redis.prefix, config.xmpp.domain),
+      ttls: storeTtls(config.iqTimeoutMs),
+    }),
     onStoreReconnect: (fn) => onRedisReconnect(redis, fn),
   };
 }

@@ -14,65 +14,91 @@ import {
   type StoreTtls,
 } from "./types.js";
 
-interface RecordEntry {
+/** A request forwarded and not yet answered. */
+interface Pending {
   request: PendingRequest;
   payload: string;
   retried: boolean;
-  state: "pending" | "replied" | "timeout";
-  /** When the record (pending or tombstone) is forgotten. */
+  /** Safety net, as the Redis record's TTL: forgotten after this even if no sweep claimed it. */
   expires: number;
+}
+
+/** What is left of an answered request: enough to tell a duplicate or late reply from an unknown one. */
+interface Tombstone {
+  readonly state: "replied" | "timeout";
+  readonly expires: number;
 }
 
 const memberOf = (requester: string, id: string) => `${requester}\n${id}`;
 
-export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } = {}): Store {
+/** Tombstones kept at most; beyond it the oldest go first, and a reply to them counts as unknown. */
+export const MAX_TOMBSTONES = 100_000;
+
+export function createMemoryStore({
+  ttls = DEFAULT_TTLS,
+  maxTombstones = MAX_TOMBSTONES,
+}: {
+  ttls?: StoreTtls;
+  maxTombstones?: number;
+} = {}): Store {
   const resources = new Map<string, number>();
-  const records = new Map<string, RecordEntry>();
+  const pending = new Map<string, Pending>();
   /**
    * Deadline index: member -> deadline. One process with one IQ_TIMEOUT_MS inserts deadlines in increasing
    * order, so insertion order is deadline order and a sweep stops at the first entry not yet due.
    */
   const deadlines = new Map<string, number>();
-  /** Answered records in the order they were answered, i.e. by tombstone expiry; purged from the front. */
-  const tombstones = new Map<string, number>();
+  /** Answered requests in the order they were answered, i.e. by expiry; purged from the front. */
+  const tombstones = new Map<string, Tombstone>();
   /** Resource -> when its unavailable presence was seen. */
   const gone = new Map<string, number>();
   let approved = false;
   /** An in-process store loses its data only with its process, so its epoch never changes. */
   const epoch = randomUUID();
 
-  const settle = (member: string, entry: RecordEntry, state: "replied" | "timeout", now: number) => {
-    entry.state = state;
-    entry.expires = now + ttls.tombstoneMs;
+  const settle = (member: string, state: Tombstone["state"], now: number) => {
+    pending.delete(member);
     deadlines.delete(member);
     tombstones.delete(member);
-    tombstones.set(member, entry.expires);
+    tombstones.set(member, { state, expires: now + ttls.tombstoneMs });
+    if (tombstones.size > maxTombstones) {
+      const oldest = tombstones.keys().next();
+      if (!oldest.done) tombstones.delete(oldest.value);
+    }
   };
 
   const purge = (now: number) => {
-    for (const [member, expires] of tombstones) {
+    for (const [member, { expires }] of tombstones) {
       if (expires > now) break;
       tombstones.delete(member);
-      if (records.get(member)?.state !== "pending") records.delete(member);
     }
+  };
+
+  const livePending = (member: string, now: number): Pending | undefined => {
+    const entry = pending.get(member);
+    if (entry && entry.expires <= now) {
+      pending.delete(member);
+      deadlines.delete(member);
+      return undefined;
+    }
+    return entry;
+  };
+
+  const liveTombstone = (member: string, now: number): Tombstone | undefined => {
+    const tombstone = tombstones.get(member);
+    return tombstone && tombstone.expires > now ? tombstone : undefined;
   };
 
   /** The pending record of a request sent to `resource`, or why an answer from it is not accepted. */
   const pendingFrom = (member: string, resource: string, now: number) => {
-    const entry = live(member, now);
-    if (!entry) return { status: "unknown" } as const;
-    if (entry.state === "replied") return { status: "duplicate" } as const;
-    if (entry.state === "timeout") return { status: "late" } as const;
-    if (entry.request.resource !== resource) return { status: "wrong-resource" } as const;
-    return entry;
-  };
-
-  const live = (member: string, now: number): RecordEntry | undefined => {
-    const entry = records.get(member);
-    if (entry && entry.expires <= now) {
-      records.delete(member);
-      return undefined;
+    const entry = livePending(member, now);
+    if (!entry) {
+      const state = liveTombstone(member, now)?.state;
+      if (state === "replied") return { status: "duplicate" } as const;
+      if (state === "timeout") return { status: "late" } as const;
+      return { status: "unknown" } as const;
     }
+    if (entry.request.resource !== resource) return { status: "wrong-resource" } as const;
     return entry;
   };
 
@@ -90,9 +116,9 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
       if (names.length === 0) return moved;
       const base = Math.floor(pick * names.length);
       for (const [member] of deadlines) {
-        const entry = records.get(member);
+        const entry = pending.get(member);
         const request = entry?.request;
-        if (!entry || !request || entry.state !== "pending" || request.resource !== resource) continue;
+        if (!entry || !request || request.resource !== resource) continue;
         if (request.type !== "get" || entry.retried) continue;
         const next = names[(base + moved.length + 1) % names.length] as string;
         entry.request = { ...request, resource: next };
@@ -125,18 +151,14 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
 
     async forward({ requester, id, to, type, now, deadline, pick, payload }): Promise<ForwardResult> {
       const member = memberOf(requester, id);
-      if (live(member, now)?.state === "pending") return { status: "duplicate" };
+      if (livePending(member, now)) return { status: "duplicate" };
       const online = [...resources.keys()].sort();
       const resource = online[Math.min(online.length - 1, Math.floor(pick * online.length))];
       if (resource === undefined) return { status: approved ? "no-resource" : "presence-unknown" };
       const request = { requester, id, to, type, resource, deadline };
-      records.set(member, {
-        request,
-        payload,
-        retried: false,
-        state: "pending",
-        expires: deadline + ttls.recordGraceMs,
-      });
+      // A tombstone of an earlier request with the same id is replaced, as in forward-4.lua.
+      tombstones.delete(member);
+      pending.set(member, { request, payload, retried: false, expires: deadline + ttls.recordGraceMs });
       deadlines.set(member, deadline);
       return { status: "forwarded", resource };
     },
@@ -145,7 +167,7 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
       const member = memberOf(requester, id);
       const entry = pendingFrom(member, resource, now);
       if (!("request" in entry)) return entry;
-      settle(member, entry, "replied", now);
+      settle(member, "replied", now);
       return { status: "claimed", request: entry.request };
     },
 
@@ -162,7 +184,7 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
         entry.retried = true;
         return { status: "resent", resource: next, type: entry.request.type, payload: entry.payload };
       }
-      settle(member, entry, "replied", now);
+      settle(member, "replied", now);
       return { status: "claimed", request: entry.request };
     },
 
@@ -172,9 +194,9 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
       for (const [member, deadline] of deadlines) {
         if (deadline > now || claimed.length >= limit) break;
         deadlines.delete(member);
-        const entry = live(member, now);
-        if (entry?.state === "pending") {
-          settle(member, entry, "timeout", now);
+        const entry = livePending(member, now);
+        if (entry) {
+          settle(member, "timeout", now);
           claimed.push(entry.request);
         }
       }
@@ -184,27 +206,10 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
     async epoch() {
       return epoch;
     },
-    async claimLost({ requester, id, to }, now) {
+    async claimLost({ requester, id }, now) {
       const member = memberOf(requester, id);
-      const entry = live(member, now);
-      if (entry && entry.state !== "pending") return false;
-      const request = entry?.request ?? {
-        requester,
-        id,
-        to,
-        type: "get" as const,
-        resource: "",
-        deadline: now,
-      };
-      const fresh = entry ?? {
-        request,
-        payload: "",
-        retried: false,
-        state: "pending" as const,
-        expires: now,
-      };
-      records.set(member, fresh);
-      settle(member, fresh, "timeout", now);
+      if (!livePending(member, now) && liveTombstone(member, now)) return false;
+      settle(member, "timeout", now);
       return true;
     },
     async restoreAnswered() {
@@ -216,7 +221,7 @@ export function createMemoryStore({ ttls = DEFAULT_TTLS }: { ttls?: StoreTtls } 
     async ping() {},
     async close() {
       resources.clear();
-      records.clear();
+      pending.clear();
       deadlines.clear();
       tombstones.clear();
     },

@@ -162,17 +162,30 @@ export interface Store {
 export interface StoreTtls {
   /** How long a pending record outlives its deadline before Redis deletes it anyway. */
   readonly recordGraceMs: number;
-  /** How long an answered record is kept to tell a duplicate or late reply from an unknown one. */
+  /**
+   * How long an answered request is remembered (its state only) to tell a duplicate or late reply from an
+   * unknown one, and so that after data loss no replica's fallback answers it again (src/proxy/tracker.ts).
+   */
   readonly tombstoneMs: number;
   /** How long the resource set and subscription flag live without being written. */
   readonly presenceMs: number;
 }
 
-export const DEFAULT_TTLS: StoreTtls = Object.freeze({
-  recordGraceMs: 10 * 60_000,
-  tombstoneMs: 5 * 60_000,
-  presenceMs: 24 * 60 * 60_000,
-});
+/**
+ * Lifetimes for a given IQ_TIMEOUT_MS. A tombstone restored after data loss must outlive the fallback claim of
+ * every request forwarded before it, which comes at the latest IQ_TIMEOUT_MS plus a few seconds of grace and
+ * settling later: hence IQ_TIMEOUT_MS plus 30 s, and at least a minute.
+ */
+export function storeTtls(iqTimeoutMs: number): StoreTtls {
+  return Object.freeze({
+    recordGraceMs: 10 * 60_000,
+    tombstoneMs: Math.max(60_000, iqTimeoutMs + 30_000),
+    presenceMs: 24 * 60 * 60_000,
+  });
+}
+
+/** The lifetimes for the default IQ_TIMEOUT_MS (30 s). */
+export const DEFAULT_TTLS: StoreTtls = storeTtls(30_000);
 
 /** Thrown by a store that cannot be reached, so callers can answer with a `wait` error at once. */
 export class StoreUnavailableError extends Error {

@@ -1,4 +1,39 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
 import { createMemoryStore } from "../../src/store/memory.js";
 import { storeSuite } from "./store.suite.js";
 
 storeSuite("in-process", async () => ({ store: createMemoryStore(), cleanup: async () => {} }));
+
+describe("in-process store specifics", () => {
+  it("keeps at most maxTombstones answered requests, forgetting the oldest first", async () => {
+    const store = createMemoryStore({ maxTombstones: 3 });
+    const now = Date.now();
+    await store.resourceAvailable("a", now);
+    const ids = ["1", "2", "3", "4", "5"];
+    for (const id of ids) {
+      const forwarded = await store.forward({
+        requester: "u@x/y",
+        id,
+        to: "proxy.example.org",
+        type: "get",
+        now,
+        deadline: now + 1000,
+        pick: 0,
+        payload: "<q/>",
+      });
+      assert.deepEqual(forwarded, { status: "forwarded", resource: "a" });
+      const claimed = await store.claimReply({ requester: "u@x/y", id, resource: "a", now });
+      assert.equal(claimed.status, "claimed");
+    }
+    const again = async (id: string) =>
+      (await store.claimReply({ requester: "u@x/y", id, resource: "a", now })).status;
+    assert.deepEqual(await Promise.all(ids.map(again)), [
+      "unknown",
+      "unknown",
+      "duplicate",
+      "duplicate",
+      "duplicate",
+    ]);
+  });
+});

@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { createKeys } from "../../src/store/keys.js";
 import { createRedisStore } from "../../src/store/redis.js";
 import { createRedisClient } from "../../src/store/redis-client.js";
-import { StoreUnavailableError } from "../../src/store/types.js";
+import { DEFAULT_TTLS, StoreUnavailableError } from "../../src/store/types.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import { storeSuite } from "./store.suite.js";
 
@@ -65,6 +65,51 @@ describe("Redis store specifics", () => {
     for (const key of keys) {
       assert.ok(key.startsWith("ttl:{proxy.example.org}:"), key);
       assert.ok((await admin.pttl(key)) > 0, `${key} has a TTL`);
+    }
+    admin.disconnect();
+    await store.close();
+  });
+
+  it("keeps of an answered request its state only, for the tombstone lifetime", async () => {
+    const { store } = await makeStore("tomb");
+    const now = Date.now();
+    await store.resourceAvailable("a", now);
+    await store.resourceAvailable("b", now);
+    const forward = (id: string, deadline = now + 60_000) =>
+      store.forward({
+        requester: "u@x/y",
+        id,
+        to: "p",
+        type: "set",
+        now,
+        deadline,
+        pick: 0,
+        payload: "<q/>",
+      });
+    await forward("replied");
+    await forward("timed-out", now - 1);
+    await forward("bounced");
+    assert.equal(
+      (await store.claimReply({ requester: "u@x/y", id: "replied", resource: "a", now })).status,
+      "claimed",
+    );
+    assert.equal((await store.claimExpired(now, 10)).length, 1);
+    assert.equal(
+      (await store.failover({ requester: "u@x/y", id: "bounced", resource: "a", pick: 0, now })).status,
+      "claimed",
+      "a bounced set is passed back, not moved",
+    );
+    const admin = new Redis(server.url);
+    const keys = createKeys("tomb", "proxy.example.org");
+    for (const [id, state] of [
+      ["replied", "replied"],
+      ["timed-out", "timeout"],
+      ["bounced", "replied"],
+    ] as const) {
+      const record = keys.record(`u@x/y\n${id}`);
+      assert.deepEqual(await admin.hgetall(record), { state }, id);
+      const ttl = await admin.pttl(record);
+      assert.ok(ttl > DEFAULT_TTLS.tombstoneMs - 5000 && ttl <= DEFAULT_TTLS.tombstoneMs, `${id}: ${ttl} ms`);
     }
     admin.disconnect();
     await store.close();

@@ -13,8 +13,9 @@ if state ~= "pending" then return { "unknown" } end
 -- Another resource must not answer for the one the request went to; the request stays pending.
 if f[6] ~= ARGV[1] then return { "wrong-resource" } end
 
--- Keep the record as a tombstone so a second reply is told apart from an unknown one.
+-- Keep the record as a tombstone, its state only, so a second reply is told apart from an unknown one.
 redis.call("HSET", record, "state", "replied")
+redis.call("HDEL", record, "requester", "id", "to", "type", "resource", "deadline", "retried", "payload")
 redis.call("PEXPIRE", record, ARGV[3])
 redis.call("ZREM", deadlines, ARGV[2])
 return { "claimed", f[2], f[3], f[4], f[5], f[6], f[7] }

@@ -29,6 +29,7 @@ if f[4] ~= "1" and movable then
 end
 
 redis.call("HSET", KEYS[2], "state", "replied")
+redis.call("HDEL", KEYS[2], "requester", "id", "to", "type", "resource", "deadline", "retried", "payload")
 redis.call("PEXPIRE", KEYS[2], ARGV[4])
 redis.call("ZREM", KEYS[4], ARGV[3])
 return { "claimed", f[5], f[6], f[7], f[3], f[2], f[8] }

@@ -14,6 +14,7 @@ for _, member in ipairs(due) do
   -- A missing record (expired safety net) or an answered one has nothing left to time out.
   if f[1] == "pending" then
     redis.call("HSET", record, "state", "timeout")
+    redis.call("HDEL", record, "requester", "id", "to", "type", "resource", "deadline", "retried", "payload")
     redis.call("PEXPIRE", record, ARGV[4])
     for i = 2, 7 do out[#out + 1] = f[i] end
   end
