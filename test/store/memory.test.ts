@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createMemoryStore } from "../../src/store/memory.js";
+import { forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
 storeSuite("in-process", async () => ({ store: createMemoryStore(), cleanup: async () => {} }));
@@ -12,16 +13,7 @@ describe("in-process store specifics", () => {
     await store.resourceAvailable("a", now);
     const ids = ["1", "2", "3", "4", "5"];
     for (const id of ids) {
-      const forwarded = await store.forward({
-        requester: "u@x/y",
-        id,
-        to: "proxy.example.org",
-        type: "get",
-        now,
-        deadline: now + 1000,
-        pick: 0,
-        payload: "<q/>",
-      });
+      const forwarded = await store.forward(forwardInput(id, now, { requester: "u@x/y" }));
       assert.deepEqual(forwarded, { status: "forwarded", resource: "a" });
       const claimed = await store.claimReply({ requester: "u@x/y", id, resource: "a", now });
       assert.equal(claimed.status, "claimed");

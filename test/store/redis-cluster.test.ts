@@ -11,8 +11,9 @@ import { pino } from "pino";
 import { createKeys, type Keys } from "../../src/store/keys.js";
 import { createRedisStore } from "../../src/store/redis.js";
 import { createRedisClient, onRedisReconnect } from "../../src/store/redis-client.js";
-import { type ForwardInput, StoreUnavailableError } from "../../src/store/types.js";
+import { StoreUnavailableError } from "../../src/store/types.js";
 import { type RedisCluster, startRedisCluster } from "../harness/redis-cluster.js";
+import { forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
 const log = pino({ level: "silent" });
@@ -41,17 +42,7 @@ storeSuite("Redis Cluster", async () => {
   return { store, cleanup: () => store.close() };
 });
 
-const request = (id: string, now: number, over: Partial<ForwardInput> = {}): ForwardInput => ({
-  requester: "user@example.org/desk",
-  id,
-  to: "proxy.example.org",
-  type: "get",
-  now,
-  deadline: now + 1000,
-  pick: 0,
-  payload: "<q/>",
-  ...over,
-});
+const request = forwardInput;
 
 /** Every key of a domain, a record included. */
 const allKeys = (keys: Keys) => [

@@ -8,6 +8,7 @@ import { createRedisStore } from "../../src/store/redis.js";
 import { createRedisClient } from "../../src/store/redis-client.js";
 import { DEFAULT_TTLS, StoreUnavailableError } from "../../src/store/types.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
+import { forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
 const log = pino({ level: "silent" });
@@ -38,26 +39,12 @@ describe("Redis store specifics", () => {
     await store.resourceAvailable("a", Date.now());
     await store.setSubscriptionApproved(true);
     const now = Date.now();
-    await store.forward({
-      requester: "u@x/y",
-      id: "1",
-      to: "proxy.example.org",
-      type: "get",
-      now,
-      deadline: now + 1000,
-      pick: 0,
-      payload: "<q/>",
-    });
-    await store.forward({
-      requester: "u@x/y",
-      id: "2",
-      to: "proxy.example.org",
-      type: "get",
-      now,
-      deadline: now + 1000,
-      pick: 0,
-      payload: "<q/>",
-    });
+    await store.forward(
+      forwardInput("1", now, { requester: "u@x/y", to: "proxy.example.org", deadline: now + 1000 }),
+    );
+    await store.forward(
+      forwardInput("2", now, { requester: "u@x/y", to: "proxy.example.org", deadline: now + 1000 }),
+    );
     await store.claimReply({ requester: "u@x/y", id: "1", resource: "a", now });
     const admin = new Redis(server.url);
     const keys = await admin.keys("ttl:*");
@@ -76,16 +63,7 @@ describe("Redis store specifics", () => {
     await store.resourceAvailable("a", now);
     await store.resourceAvailable("b", now);
     const forward = (id: string, deadline = now + 60_000) =>
-      store.forward({
-        requester: "u@x/y",
-        id,
-        to: "p",
-        type: "set",
-        now,
-        deadline,
-        pick: 0,
-        payload: "<q/>",
-      });
+      store.forward(forwardInput(id, now, { requester: "u@x/y", type: "set", deadline }));
     await forward("replied");
     await forward("timed-out", now - 1);
     await forward("bounced");
@@ -124,16 +102,7 @@ describe("Redis store specifics", () => {
       await assert.rejects(store.ping(), StoreUnavailableError);
       const now = Date.now();
       await assert.rejects(
-        store.forward({
-          requester: "u@x/y",
-          id: "1",
-          to: "p",
-          type: "get",
-          now,
-          deadline: now + 1,
-          pick: 0,
-          payload: "<q/>",
-        }),
+        store.forward(forwardInput("1", now, { requester: "u@x/y", to: "p", deadline: now + 1 })),
         (err: Error) => err instanceof StoreUnavailableError && !err.message.includes("redis://"),
       );
       assert.ok(Date.now() - started < 1500, `failed after ${Date.now() - started} ms`);
@@ -152,16 +121,9 @@ describe("Redis store specifics", () => {
     }
     await store.resourceAvailable("a", Date.now());
     const now = Date.now();
-    const result = await store.forward({
-      requester: "u@x/y",
-      id: "1",
-      to: "p",
-      type: "get",
-      now,
-      deadline: now + 1,
-      pick: 0,
-      payload: "<q/>",
-    });
+    const result = await store.forward(
+      forwardInput("1", now, { requester: "u@x/y", to: "p", deadline: now + 1 }),
+    );
     assert.deepEqual(result, { status: "forwarded", resource: "a" });
     await store.close();
   });

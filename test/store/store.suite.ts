@@ -4,21 +4,12 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import type { ForwardInput, Store } from "../../src/store/types.js";
+import { forwardInput } from "./requests.js";
 
 export type MakeStore = () => Promise<{ store: Store; cleanup(): Promise<void> }>;
 
 const T0 = 1_700_000_000_000;
-const request = (id: string, over: Partial<ForwardInput> = {}): ForwardInput => ({
-  requester: "user@example.org/desk",
-  id,
-  to: "proxy.example.org",
-  type: "get",
-  now: T0,
-  deadline: T0 + 1000,
-  pick: 0,
-  payload: "<q/>",
-  ...over,
-});
+const request = (id: string, over: Partial<ForwardInput> = {}) => forwardInput(id, T0, over);
 
 export function storeSuite(name: string, make: MakeStore): void {
   describe(`${name} store`, () => {
