@@ -305,7 +305,7 @@ export function markdown(report: RunReport, chartFile: string | null): string {
     "",
     diagnostics,
     "",
-    `Memory of the service over the measured ${settings.seconds} s (the service keeps answered requests for IQ_TIMEOUT_MS plus a grace period in this process, and the store keeps tombstones for 5 minutes):`,
+    `Memory of the service over the measured ${settings.seconds} s (the service keeps answered requests for IQ_TIMEOUT_MS plus a grace period in this process, and the store keeps tombstones for IQ_TIMEOUT_MS + 30 s):`,
     "",
     memoryTable,
     "",
