@@ -13,8 +13,8 @@ import { Samples } from "./stats.js";
 
 const reply = (msg: FromChild) => process.send?.(msg);
 /**
- * Ids are unique across load processes too: the service keeps answered requests as tombstones for a minute or more,
- * keyed by requester and id, and a reused pair would overwrite one instead of adding a record.
+ * Ids are unique across load processes too: the service keeps answered requests as tombstones for a minute or
+ * more, keyed by requester and id, and a reused pair would overwrite one instead of adding a record.
  */
 const RUN_TAG = Math.random().toString(36).slice(2, 8);
 
