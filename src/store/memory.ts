@@ -3,6 +3,7 @@
  * Everything happens synchronously inside one call, so each method is atomic as the Lua scripts are.
  */
 import { randomUUID } from "node:crypto";
+import { evictOldest } from "../util/evict.js";
 import {
   type ClaimResult,
   DEFAULT_TTLS,
@@ -61,10 +62,7 @@ export function createMemoryStore({
     deadlines.delete(member);
     tombstones.delete(member);
     tombstones.set(member, { state, expires: now + ttls.tombstoneMs });
-    if (tombstones.size > maxTombstones) {
-      const oldest = tombstones.keys().next();
-      if (!oldest.done) tombstones.delete(oldest.value);
-    }
+    evictOldest(tombstones, maxTombstones);
   };
 
   const purge = (now: number) => {
