@@ -70,6 +70,13 @@ export function createJat({
   const macPrefix = `${domain}\n`;
   // Signing the same requester again is common (a requester sends many requests): keep recent tokens.
   const cache = new Map<string, string>();
+  // And replies to them: keep the MACs of recently signed or verified tokens, keyed by their signed part, so
+  // a reply costs a constant-time comparison instead of an HMAC. Only valid tokens get in.
+  const macs = new Map<string, Buffer>();
+  const remember = <V>(map: Map<string, V>, key: string, value: V) => {
+    if (map.size >= cacheSize) map.delete(map.keys().next().value as string);
+    map.set(key, value);
+  };
   const overhead = TOKEN_VERSION.length + signing.kid.length + 3 + Math.ceil((MAC_BYTES * 4) / 3);
   const maxRequesterOctets = Math.floor(((MAX_TOKEN_OCTETS - overhead) * 3) / 4);
 
@@ -86,9 +93,10 @@ export function createJat({
       if (cached !== undefined) return cached;
       if (Buffer.byteLength(requester, "utf8") > maxRequesterOctets) return null;
       const signed = `${TOKEN_VERSION}.${signing.kid}.${Buffer.from(requester, "utf8").toString("base64url")}`;
-      const token = `${signed}.${mac(signing.secret, signed).toString("base64url")}`;
-      if (cache.size >= cacheSize) cache.delete(cache.keys().next().value as string);
-      cache.set(requester, token);
+      const digest = mac(signing.secret, signed);
+      const token = `${signed}.${digest.toString("base64url")}`;
+      remember(cache, requester, token);
+      remember(macs, signed, digest);
       return token;
     },
     verify(token) {
@@ -98,7 +106,10 @@ export function createJat({
       if (!match || !secret) return null;
       const given = Buffer.from(match[3] ?? "", "base64url");
       const signed = token.slice(0, token.length - (match[3] ?? "").length - 1);
-      if (given.length !== MAC_BYTES || !timingSafeEqual(given, mac(secret, signed))) return null;
+      const known = macs.get(signed);
+      const expected = known ?? mac(secret, signed);
+      if (given.length !== MAC_BYTES || !timingSafeEqual(given, expected)) return null;
+      if (!known) remember(macs, signed, expected);
       const requester = Buffer.from(match[2] ?? "", "base64url").toString("utf8");
       return requester === "" ? null : requester;
     },

@@ -49,6 +49,23 @@ describe("JAT token", () => {
     assert.equal(jat.verify(token.replace(".k1.", ".k9.")), null, "unknown key id");
   });
 
+  it("remembers valid MACs only: a forged MAC fails before and after the genuine token was verified", () => {
+    const signer = createJat({ domain, keys: [key("k1", "a")] });
+    const verifier = createJat({ domain, keys: [key("k1", "a")], cacheSize: 2 });
+    const requesters = ["a@example.org/1", "b@example.org/2", "c@example.org/3"];
+    for (const requester of requesters) {
+      const token = signer.sign(requester) ?? "";
+      const last = token.at(-2) === "A" ? "B" : "A";
+      const forged = `${token.slice(0, -2)}${last}${token.at(-1)}`;
+      assert.equal(verifier.verify(forged), null, "forged, nothing remembered yet");
+      assert.equal(verifier.verify(token), requester);
+      assert.equal(verifier.verify(forged), null, "forged, the genuine MAC remembered");
+      assert.equal(verifier.verify(token), requester);
+    }
+    // The first requester's MAC was evicted (cacheSize 2): computed again.
+    assert.equal(verifier.verify(signer.sign(requesters[0] ?? "") ?? ""), requesters[0]);
+  });
+
   it("binds the token to the proxy domain", () => {
     const elsewhere = createJat({ domain: "other.example.org", keys: [key("k1", "a")] });
     assert.equal(jat.verify(elsewhere.sign("user@example.org/a") ?? ""), null);
