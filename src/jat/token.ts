@@ -13,6 +13,7 @@
  * an implementing client reads the requester with `decodeToken` and no key.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { evictOldest } from "../util/evict.js";
 import { MAX_PART_OCTETS } from "../xmpp/jid.js";
 
 export const TOKEN_VERSION = "j1";
@@ -74,8 +75,8 @@ export function createJat({
   // a reply costs a constant-time comparison instead of an HMAC. Only valid tokens get in.
   const macs = new Map<string, Buffer>();
   const remember = <V>(map: Map<string, V>, key: string, value: V) => {
-    if (map.size >= cacheSize) map.delete(map.keys().next().value as string);
     map.set(key, value);
+    evictOldest(map, cacheSize);
   };
   const overhead = TOKEN_VERSION.length + signing.kid.length + 3 + Math.ceil((MAC_BYTES * 4) / 3);
   const maxRequesterOctets = Math.floor(((MAX_TOKEN_OCTETS - overhead) * 3) / 4);
