@@ -1,16 +1,20 @@
 /**
  * JAT tokens: the resourcepart that stands for a requester in `XMPP_DOMAIN/<token>`.
  *
- *     j1.<kid>.<requester>.<mac>
+ *     j1.<kid>.<mac>.<requester>
  *
  * - `j1`: format version.
  * - `kid`: id of the JAT key that signed it (1-16 of A-Z a-z 0-9 _ -).
- * - `requester`: the requester's full JID, UTF-8, base64url without padding (RFC 4648 section 5).
- * - `mac`: the first 16 bytes of HMAC-SHA256(key, `<XMPP_DOMAIN>\n<j1.kid.requester>`), base64url.
+ * - `mac`: the first 16 bytes of HMAC-SHA256(key, `<XMPP_DOMAIN>\n<j1>.<kid>.<requester>`), base64url without
+ *   padding (RFC 4648 section 5): 22 characters. 128 bits, half the hash, as RFC 2104 section 5 asks at least.
+ * - `requester`: the requester's full JID as it is, except that `%` and every octet of its UTF-8 form outside
+ *   printable ASCII (0x21-0x7E) are written `%XX` (RFC 3986 section 2.1). Everything after the third `.`.
  *
- * The token is ASCII, so resourceprep (RFC 7622 section 3.4) leaves it unchanged, and it is at most
- * MAX_TOKEN_OCTETS long, the limit of a resourcepart. Any replica verifies it with the configured keys alone;
- * an implementing client reads the requester with `decodeToken` and no key.
+ * The token is printable ASCII, which resourceprep (RFC 6122 section B) and the OpaqueString profile (RFC 7622
+ * section 3.4) leave unchanged, and at most MAX_TOKEN_OCTETS long, the limit of a resourcepart. The requester
+ * is readable as it is (an XMPP server works per octet of the address, twice per proxied request: the shorter
+ * the better). Any replica verifies a token with the configured keys alone; an implementing client reads the
+ * requester with `decodeToken` and no key.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { evictOldest } from "../util/evict.js";
@@ -19,7 +23,35 @@ import { MAX_PART_OCTETS } from "../xmpp/jid.js";
 export const TOKEN_VERSION = "j1";
 export const MAX_TOKEN_OCTETS = MAX_PART_OCTETS;
 const MAC_BYTES = 16;
-const TOKEN = /^j1\.([A-Za-z0-9_-]{1,16})\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{22})$/;
+const MAC_CHARS = 22;
+const TOKEN = /^j1\.([A-Za-z0-9_-]{1,16})\.([A-Za-z0-9_-]{22})\.([\x21-\x7e]+)$/;
+/** What `%XX` stands for: `%` itself, and every octet outside printable ASCII. */
+const ESCAPED = /[^\x21-\x24\x26-\x7e]/;
+
+/** The requester part: the JID as it is, `%` and what is not printable ASCII written as `%XX` per octet. */
+function encodeRequester(requester: string): string {
+  if (!ESCAPED.test(requester)) return requester;
+  let out = "";
+  for (const char of requester) {
+    if (!ESCAPED.test(char)) {
+      out += char;
+      continue;
+    }
+    for (const octet of Buffer.from(char, "utf8"))
+      out += `%${octet.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/** The JID back from the requester part; null when an escape is malformed or the octets are not UTF-8. */
+function decodeRequester(encoded: string): string | null {
+  if (!encoded.includes("%")) return encoded;
+  try {
+    return decodeURIComponent(encoded);
+  } catch {
+    return null;
+  }
+}
 
 export interface DecodedToken {
   readonly version: string;
@@ -31,14 +63,15 @@ export interface DecodedToken {
 /**
  * Reads the requester out of a token, or out of a whole proxy address (`proxy.example.org/<token>`), without
  * verifying it. For implementing clients: the proxy only forwards requests whose token it signed itself.
+ * A token contains `/` itself (the requester's), so what parses as a token as a whole is taken as one.
  */
 export function decodeToken(tokenOrAddress: string): DecodedToken | null {
+  const whole = TOKEN.exec(tokenOrAddress);
   const slash = tokenOrAddress.indexOf("/");
-  const token = slash < 0 ? tokenOrAddress : tokenOrAddress.slice(slash + 1);
-  const match = token.length <= MAX_TOKEN_OCTETS ? TOKEN.exec(token) : null;
-  if (!match) return null;
-  const requester = Buffer.from(match[2] ?? "", "base64url").toString("utf8");
-  if (requester === "" || requester.includes("\uFFFD")) return null;
+  const token = whole || slash < 0 ? tokenOrAddress : tokenOrAddress.slice(slash + 1);
+  const match = token.length > MAX_TOKEN_OCTETS ? null : token === tokenOrAddress ? whole : TOKEN.exec(token);
+  const requester = match ? decodeRequester(match[3] ?? "") : null;
+  if (!match || !requester) return null;
   return { version: TOKEN_VERSION, kid: match[1] ?? "", requester };
 }
 
@@ -52,7 +85,10 @@ export interface Jat {
   sign(requester: string): string | null;
   /** The requester a token stands for, or null when the token is malformed, oversized or not ours. */
   verify(token: string): string | null;
-  /** The longest requester address, in octets, that fits a token signed with the current key. */
+  /**
+   * The longest requester part, in octets, that fits a token signed with the current key: the longest full JID
+   * in printable ASCII; each octet written `%XX` takes three.
+   */
   readonly maxRequesterOctets: number;
 }
 
@@ -78,8 +114,8 @@ export function createJat({
     map.set(key, value);
     evictOldest(map, cacheSize);
   };
-  const overhead = TOKEN_VERSION.length + signing.kid.length + 3 + Math.ceil((MAC_BYTES * 4) / 3);
-  const maxRequesterOctets = Math.floor(((MAX_TOKEN_OCTETS - overhead) * 3) / 4);
+  const overhead = TOKEN_VERSION.length + signing.kid.length + MAC_CHARS + 3;
+  const maxRequesterOctets = MAX_TOKEN_OCTETS - overhead;
 
   const mac = (secret: Buffer, signed: string): Buffer =>
     createHmac("sha256", secret)
@@ -92,10 +128,11 @@ export function createJat({
     sign(requester) {
       const cached = cache.get(requester);
       if (cached !== undefined) return cached;
-      if (Buffer.byteLength(requester, "utf8") > maxRequesterOctets) return null;
-      const signed = `${TOKEN_VERSION}.${signing.kid}.${Buffer.from(requester, "utf8").toString("base64url")}`;
+      const encoded = encodeRequester(requester);
+      if (encoded.length > maxRequesterOctets) return null;
+      const signed = `${TOKEN_VERSION}.${signing.kid}.${encoded}`;
       const digest = mac(signing.secret, signed);
-      const token = `${signed}.${digest.toString("base64url")}`;
+      const token = `${TOKEN_VERSION}.${signing.kid}.${digest.toString("base64url")}.${encoded}`;
       remember(cache, requester, token);
       remember(macs, signed, digest);
       return token;
@@ -103,16 +140,16 @@ export function createJat({
     verify(token) {
       if (token.length > MAX_TOKEN_OCTETS) return null;
       const match = TOKEN.exec(token);
-      const secret = match ? byKid.get(match[1] ?? "") : undefined;
+      const [, kid = "", given = "", encoded = ""] = match ?? [];
+      const secret = byKid.get(kid);
       if (!match || !secret) return null;
-      const given = Buffer.from(match[3] ?? "", "base64url");
-      const signed = token.slice(0, token.length - (match[3] ?? "").length - 1);
+      const signed = `${TOKEN_VERSION}.${kid}.${encoded}`;
       const known = macs.get(signed);
       const expected = known ?? mac(secret, signed);
-      if (given.length !== MAC_BYTES || !timingSafeEqual(given, expected)) return null;
+      const givenMac = Buffer.from(given, "base64url");
+      if (givenMac.length !== MAC_BYTES || !timingSafeEqual(givenMac, expected)) return null;
       if (!known) remember(macs, signed, expected);
-      const requester = Buffer.from(match[2] ?? "", "base64url").toString("utf8");
-      return requester === "" ? null : requester;
+      return decodeRequester(encoded);
     },
   };
 }

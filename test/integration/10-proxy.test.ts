@@ -179,7 +179,7 @@ describe("proxying IQ requests through Prosody", { timeout: 120_000 }, () => {
         ),
       );
     await forge(impl.r1 as Client, wrongKey.sign(me) ?? "");
-    await forge(impl.r1 as Client, `j1.k1.${"A".repeat(1100)}.${"B".repeat(22)}`);
+    await forge(impl.r1 as Client, `j1.k1.${"B".repeat(22)}.${"A".repeat(1100)}`);
     await forge(requester, realKey.sign(me) ?? "");
     // A validly signed answer from the resource that was not asked is not accepted either.
     const asked = await until("the request to arrive", () => receivedBy.get("forge-1"));

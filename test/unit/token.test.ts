@@ -13,17 +13,21 @@ describe("JAT token", () => {
     const requester = "user@example.org/phone";
     const token = jat.sign(requester);
     assert.ok(token);
-    assert.match(token, /^j1\.k1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$/);
+    assert.match(token, /^j1\.k1\.[A-Za-z0-9_-]{22}\.user@example\.org\/phone$/, "the requester as it is");
     assert.equal(jat.verify(token), requester);
     assert.deepEqual(decodeToken(token), { version: "j1", kid: "k1", requester });
     assert.deepEqual(decodeToken(`${domain}/${token}`)?.requester, requester);
   });
 
-  it("is ASCII even for a non-ASCII requester, with '/' and '@' in the resource", () => {
-    const requester = "jürgen@exämple.org/ホーム/with@at";
+  it("is printable ASCII even for a non-ASCII requester, with '/', '@', '.', '%' and spaces in the resource", () => {
+    const requester = "jürgen@exämple.org/ホーム/with@at. 100% <&'\">";
     const token = jat.sign(requester);
     assert.ok(token);
     assert.match(token, /^[\x21-\x7e]+$/);
+    assert.ok(
+      token.endsWith(".j%C3%BCrgen@ex%C3%A4mple.org/%E3%83%9B%E3%83%BC%E3%83%A0/with@at.%20100%25%20<&'\">"),
+      token,
+    );
     assert.equal(jat.verify(token), requester);
     assert.equal(decodeToken(token)?.requester, requester);
   });
@@ -33,15 +37,17 @@ describe("JAT token", () => {
     const other = createJat({ domain, keys: [key("k1", "b")] });
     assert.equal(jat.verify(other.sign("user@example.org/a") ?? ""), null, "signed with another secret");
     const parts = token.split(".");
-    const swapped = [
-      parts[0],
-      parts[1],
-      Buffer.from("admin@example.org/x").toString("base64url"),
-      parts[3],
-    ].join(".");
+    const swapped = [parts[0], parts[1], parts[2], "admin@example", "org/x"].join(".");
     assert.equal(jat.verify(swapped), null, "requester replaced");
-    assert.equal(jat.verify(token.slice(0, -1)), null, "truncated mac");
-    assert.equal(jat.verify(`${token}A`), null, "extended mac");
+    assert.equal(jat.verify(`${token}x`), null, "requester extended");
+    const [version, kid, mac] = parts;
+    assert.equal(
+      jat.verify(`${version}.${kid}.${mac?.slice(0, -1)}.user@example.org/a`),
+      null,
+      "truncated mac",
+    );
+    assert.equal(jat.verify(`${version}.${kid}.${mac}A.user@example.org/a`), null, "extended mac");
+    assert.equal(jat.verify(`${version}.${kid}.${mac}.%E3%83`), null, "escapes that are not UTF-8");
     assert.equal(jat.verify("j1.k1.AAAA.".padEnd(5000, "A")), null, "oversized");
     assert.equal(jat.verify(""), null);
     assert.equal(jat.verify("not a token"), null);
@@ -55,8 +61,8 @@ describe("JAT token", () => {
     const requesters = ["a@example.org/1", "b@example.org/2", "c@example.org/3"];
     for (const requester of requesters) {
       const token = signer.sign(requester) ?? "";
-      const last = token.at(-2) === "A" ? "B" : "A";
-      const forged = `${token.slice(0, -2)}${last}${token.at(-1)}`;
+      const [version, kid, mac = "", ...rest] = token.split(".");
+      const forged = [version, kid, `${mac[0] === "A" ? "B" : "A"}${mac.slice(1)}`, ...rest].join(".");
       assert.equal(verifier.verify(forged), null, "forged, nothing remembered yet");
       assert.equal(verifier.verify(token), requester);
       assert.equal(verifier.verify(forged), null, "forged, the genuine MAC remembered");
@@ -88,12 +94,16 @@ describe("JAT token", () => {
     assert.ok(Buffer.byteLength(token) <= MAX_TOKEN_OCTETS);
     assert.equal(jat.verify(token), fits);
     assert.equal(jat.sign(`${fits}x`), null);
-    assert.equal(jat.sign(`u@example.org/${"é".repeat(600)}`), null);
+    assert.equal(jat.sign(`u@example.org/${"é".repeat(600)}`), null, "1,800 octets once escaped");
+    assert.ok(jat.sign(`u@example.org/${"é".repeat(150)}`), "900 octets once escaped");
   });
 
   it("decodeToken rejects what is not a token", () => {
     assert.equal(decodeToken("proxy.example.org"), null);
     assert.equal(decodeToken("proxy.example.org/plain-resource"), null);
-    assert.equal(decodeToken(`j1.k1.${"A".repeat(2000)}.${"A".repeat(22)}`), null);
+    assert.equal(decodeToken(`j1.k1.${"A".repeat(22)}.${"a".repeat(2000)}`), null, "oversized");
+    assert.equal(decodeToken(`j1.k1.${"A".repeat(21)}.user@example.org/a`), null, "short mac");
+    assert.equal(decodeToken(`j1.k1.${"A".repeat(22)}.user@example.org/%ZZ`), null, "malformed escape");
+    assert.equal(decodeToken(`j1.k1.${"A".repeat(22)}.user@example.org/ a`), null, "a space, not escaped");
   });
 });
