@@ -8,7 +8,7 @@
  *   TARGET_JID=impl@localhost TARGET_RESOURCES=r1,r2 node --import tsx bench/minimal-component.ts
  *
  * ADDRESS_FORMAT=token: the resource has the shape and length of the service's JAT token instead
- * (`j1.bench.<22 characters>.<requester>`, with a constant in place of the MAC, nothing verified),
+ * (`j1.bench.<22 characters>.<requester, %XX-escaped>`, with a constant in place of the MAC, nothing verified),
  * to tell what the longer address costs the XMPP server from what the service itself costs.
  *
  * Prints `online` on stdout once the server accepted it; exits on SIGTERM/SIGINT.
@@ -36,8 +36,11 @@ xmpp.removeAllListeners("element");
 const FAKE_MAC = "N2VqalW-1ypoZLwtTUMrJQ";
 const tokenShaped = process.env.ADDRESS_FORMAT === "token";
 const TOKEN_PREFIX = `j1.bench.${FAKE_MAC}.`;
-const encode = (requester: string) => (tokenShaped ? `${TOKEN_PREFIX}${requester}` : requester);
-const decode = (resource: string) => (tokenShaped ? resource.slice(TOKEN_PREFIX.length) : resource);
+// encodeURIComponent escapes what the service's token escapes for the JIDs of the bench (`@` and `/`).
+const encode = (requester: string) =>
+  tokenShaped ? `${TOKEN_PREFIX}${encodeURIComponent(requester)}` : requester;
+const decode = (resource: string) =>
+  tokenShaped ? decodeURIComponent(resource.slice(TOKEN_PREFIX.length)) : resource;
 
 let next = 0;
 xmpp.on("stanza", (stanza: Element) => {
