@@ -6,6 +6,7 @@ import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
 import { classify, type RoutingContext, type StanzaView } from "../routing/classify.js";
 import { StoreUnavailableError } from "../store/types.js";
+import { detach } from "../util/detach.js";
 import type { AnswerError } from "./answer.js";
 import type { createForwarder } from "./forward.js";
 import type { PresenceTracker } from "./presence.js";
@@ -24,7 +25,8 @@ export function viewOf(stanza: Element): StanzaView {
   let childElements = 0;
   for (const child of stanza.children) if (typeof child !== "string") childElements++;
   const { type, id, from, to } = stanza.attrs;
-  return { name: stanza.name, type, id, from, to, childElements };
+  // What is decided on may be kept long after the stanza: copies, not slices of the parser's chunk.
+  return { name: stanza.name, type, id: detach(id), from: detach(from), to: detach(to), childElements };
 }
 
 export function createInbound({ ctx, forward, reply, presence, answerError, log }: InboundDeps) {
