@@ -21,12 +21,6 @@ interface Forwarded {
   suspect: boolean;
 }
 
-interface Answered {
-  readonly requester: string;
-  readonly id: string;
-  readonly until: number;
-}
-
 export interface TrackerDeps {
   store: Store;
   answerError: AnswerError;
@@ -51,10 +45,19 @@ export function createTracker({
 }: TrackerDeps) {
   // One IQ_TIMEOUT_MS per process: insertion order is deadline order, and answer order is expiry order.
   const forwarded = new Map<string, Forwarded>();
-  const answered = new Map<string, Answered>();
+  /**
+   * Key -> until when it is remembered. Nothing else: at the full request rate this map holds every request of
+   * the last IQ_TIMEOUT_MS, so its entries are kept small (the key alone is split back when it is needed).
+   */
+  const answered = new Map<string, number>();
   let knownEpoch: string | undefined;
   let suspectAfter = 0;
+  // A JID has no control characters (RFC 7622 sections 3.3 and 3.4, PRECIS), so the first newline ends it.
   const key = (requester: string, id: string) => `${requester}\n${id}`;
+  const unkey = (name: string) => {
+    const newline = name.indexOf("\n");
+    return { requester: name.slice(0, newline), id: name.slice(newline + 1) };
+  };
 
   return {
     track(request: { requester: string; id: string; to: string; deadline: number }): void {
@@ -65,7 +68,7 @@ export function createTracker({
       const name = key(requester, id);
       forwarded.delete(name);
       answered.delete(name);
-      answered.set(name, { requester, id, until: clock() + rememberMs });
+      answered.set(name, clock() + rememberMs);
     },
     get size(): number {
       return forwarded.size + answered.size;
@@ -80,14 +83,14 @@ export function createTracker({
           { suspect: forwarded.size, answered: answered.size },
           "the store lost its data: restoring what this replica answered, and answering its own requests",
         );
-        await store.restoreAnswered([...answered.values()], clock());
+        await store.restoreAnswered([...answered.keys()].map(unkey), clock());
       }
       knownEpoch = epoch;
     },
     /** Forgets what is past; answers the suspect requests that nobody answered. */
     async sweep(now: number): Promise<void> {
-      for (const [name, entry] of answered) {
-        if (entry.until > now) break;
+      for (const [name, until] of answered) {
+        if (until > now) break;
         answered.delete(name);
       }
       for (const [name, entry] of forwarded) {
