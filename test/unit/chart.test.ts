@@ -253,7 +253,10 @@ describe("helm chart: templates", () => {
       .split(/\s+/);
     for (const name of required) assert.ok(named.has(name), `deployment.yaml sets ${name}`);
     const settings = configSettings();
-    for (const name of named) assert.ok(settings.has(name), `${name} is a setting of src/config.ts`);
+    // NODE_OPTIONS is Node's own (heapLimitMb), not the service's.
+    for (const name of named) {
+      if (name !== "NODE_OPTIONS") assert.ok(settings.has(name), `${name} is a setting of src/config.ts`);
+    }
     for (const setting of settings) {
       if (setting.endsWith("_FILE") || settings.has(`${setting}_FILE`)) continue;
       assert.ok(named.has(setting), `deployment.yaml sets ${setting}`);
@@ -330,6 +333,14 @@ describe("helm chart: templates", () => {
     assert.match(deployment, /secret:\s+secretName:/);
     assert.match(deployment, /readOnly: true/);
     assert.match(deployment, /securityContext:\s+\{\{- toYaml \.Values\.securityContext/);
+    // The heap stays under the memory limit: V8 does not size it from the container's limit.
+    assert.match(
+      deployment,
+      /- name: NODE_OPTIONS\s+value: \{\{ printf "--max-old-space-size=%d" \(int \.Values\.heapLimitMb\)/,
+    );
+    const limitMb = Number.parseInt(String(get(values, "resources.limits.memory")), 10);
+    const heapMb = Number(get(values, "heapLimitMb"));
+    assert.ok(heapMb > 0 && heapMb <= limitMb * 0.7, `heapLimitMb ${heapMb} within 70% of ${limitMb}Mi`);
     assert.deepEqual(values.securityContext, {
       runAsNonRoot: true,
       runAsUser: 10001,
