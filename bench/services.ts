@@ -46,6 +46,22 @@ async function heapUsed(httpPort: number): Promise<number | null> {
   }
 }
 
+/**
+ * NODE_OPTIONS of the replicas. BENCH_HEAP_LIMIT_MB: V8's heap limit, as the Helm chart's heapLimitMb sets it.
+ * BENCH_CPU_PROF_DIR: a V8 CPU profile of every replica (written when it stops); slows it down a little.
+ */
+function replicaNodeOptions(): Record<string, string> {
+  const options: string[] = [];
+  const heapMb = process.env.BENCH_HEAP_LIMIT_MB;
+  if (heapMb) options.push(`--max-old-space-size=${Number.parseInt(heapMb, 10)}`);
+  const profileDir = process.env.BENCH_CPU_PROF_DIR;
+  if (profileDir) options.push(`--import=${fileURLToPath(new URL("./cpu-profile.mjs", import.meta.url))}`);
+  return {
+    ...(options.length > 0 ? { NODE_OPTIONS: options.join(" ") } : {}),
+    ...(profileDir ? { BENCH_CPU_PROF_DIR: profileDir } : {}),
+  };
+}
+
 /** One replica, LOG_LEVEL=warn; resolves once /readyz says it is connected with its store reachable. */
 export async function startReplica(xmpp: XmppTarget, redisUrl: string | null): Promise<Replica> {
   const httpPort = await freePort();
@@ -57,13 +73,7 @@ export async function startReplica(xmpp: XmppTarget, redisUrl: string | null): P
     ...(redisUrl ? { REDIS_URL: redisUrl, JAT_KEYS } : {}),
     HTTP_PORT: String(httpPort),
     LOG_LEVEL: "warn",
-    // BENCH_CPU_PROF_DIR: a V8 CPU profile of every replica (written when it stops); slows it down a little.
-    ...(process.env.BENCH_CPU_PROF_DIR
-      ? {
-          NODE_OPTIONS: `--import=${fileURLToPath(new URL("./cpu-profile.mjs", import.meta.url))}`,
-          BENCH_CPU_PROF_DIR: process.env.BENCH_CPU_PROF_DIR,
-        }
-      : {}),
+    ...replicaNodeOptions(),
   });
   const stop = onCleanup(`service ${service.child.pid}`, () => service.stop());
   try {

@@ -14,7 +14,7 @@ import { createPresence } from "./proxy/presence.js";
 import { createReplier } from "./proxy/reply.js";
 import { createResender } from "./proxy/resend.js";
 import { createSweeper } from "./proxy/sweeper.js";
-import { createTracker } from "./proxy/tracker.js";
+import { createTracker, NO_TRACKER } from "./proxy/tracker.js";
 import { createBalancer } from "./routing/balance.js";
 import { createKeys } from "./store/keys.js";
 import { createMemoryStore } from "./store/memory.js";
@@ -53,17 +53,19 @@ export async function startService(
   let sendStanza: (stanza: Element) => boolean = () => false;
   const send = (stanza: Element) => sendStanza(stanza);
   const answerError = createAnswerer({ send, domain, metrics });
-  // Long enough for the shared sweep to answer first; the tracker is only the fallback.
-  const tracker = createTracker({
-    store,
-    answerError,
-    clock,
-    graceMs: 2 * config.sweepIntervalMs + 1_000,
-    rememberMs: config.iqTimeoutMs + 2 * config.sweepIntervalMs + 1_000,
-    // Replicas reconnect to Redis at most 2 s apart (retry cap): wait for all of them to restore.
-    settleMs: 5_000,
-    log,
-  });
+  // The fallback for a store that loses its data (Redis). Long enough for the shared sweep to answer first.
+  const tracker = !config.redis
+    ? NO_TRACKER
+    : createTracker({
+        store,
+        answerError,
+        clock,
+        graceMs: 2 * config.sweepIntervalMs + 1_000,
+        rememberMs: config.iqTimeoutMs + 2 * config.sweepIntervalMs + 1_000,
+        // Replicas reconnect to Redis at most 2 s apart (retry cap): wait for all of them to restore.
+        settleMs: 5_000,
+        log,
+      });
   const balance = createBalancer(config.balance);
   const resend = createResender({ jat, send, domain, target, metrics, log });
   const presence = createPresence({

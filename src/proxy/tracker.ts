@@ -11,6 +11,7 @@
  */
 import type { Logger } from "pino";
 import type { Store } from "../store/types.js";
+import { evictOldest } from "../util/evict.js";
 import type { AnswerError } from "./answer.js";
 
 interface Forwarded {
@@ -31,8 +32,16 @@ export interface TrackerDeps {
   rememberMs: number;
   /** After an epoch change, how long to wait for the other replicas to write back their tombstones. */
   settleMs: number;
+  /**
+   * Answered requests remembered at most (the oldest are forgotten first): bounds the memory at any request
+   * rate. Beyond rate x rememberMs, a data loss may give an already answered request a second, timeout answer.
+   */
+  maxAnswered?: number;
   log: Logger;
 }
+
+/** About 40 MB: every request of the last 33 s at 15,000 requests per second. */
+export const MAX_ANSWERED = 500_000;
 
 export function createTracker({
   store,
@@ -41,6 +50,7 @@ export function createTracker({
   graceMs,
   rememberMs,
   settleMs,
+  maxAnswered = MAX_ANSWERED,
   log,
 }: TrackerDeps) {
   // One IQ_TIMEOUT_MS per process: insertion order is deadline order, and answer order is expiry order.
@@ -69,6 +79,7 @@ export function createTracker({
       forwarded.delete(name);
       answered.delete(name);
       answered.set(name, clock() + rememberMs);
+      evictOldest(answered, maxAnswered);
     },
     get size(): number {
       return forwarded.size + answered.size;
@@ -108,3 +119,12 @@ export function createTracker({
 }
 
 export type Tracker = ReturnType<typeof createTracker>;
+
+/** For a store that loses its data only with its process (in-process): there is nothing to fall back on. */
+export const NO_TRACKER: Tracker = Object.freeze({
+  track() {},
+  answered() {},
+  size: 0,
+  async checkEpoch() {},
+  async sweep() {},
+});
