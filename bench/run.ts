@@ -10,6 +10,7 @@
  * Environment: BENCH_SECONDS (measured time per path, default 10; smoke 2), BENCH_WARMUP_SECONDS (3; smoke 1),
  * BENCH_CONNECTIONS (requester connections, 4), BENCH_WINDOW (requests in flight per connection, 16),
  * BENCH_CAPACITY_REQUESTERS (50), BENCH_CAPACITY_WINDOW (4), BENCH_PATHS (comma-separated ids),
+ * BENCH_HEAP_LIMIT_MB (--max-old-space-size of the replicas, as the Helm chart's heapLimitMb),
  * BENCH_ROUNDS (rounds of the Prosody and capacity paths, default 2; smoke 1), BENCH_CPU_PROF_DIR (write a
  * V8 CPU profile of every service replica there: for finding where the time goes, not for the numbers).
  * `--smoke`: 2 s per path, Prosody and capacity paths only.
