@@ -5,20 +5,13 @@
 
 import { cpus } from "node:os";
 import { sleep } from "../test/integration/helpers.js";
+import type { LoadResult } from "./load-protocol.js";
 import { machineTicks, memoryOf, totalCpuSeconds, totalSyscalls, totalWakeups } from "./proc.js";
 import type { RedisProbe, RedisWork } from "./redis-stats.js";
 import type { LatencySummary } from "./stats.js";
 
-export interface LoadWindow {
-  completed: number;
-  errors: number;
-  errorConditions: Record<string, number>;
-  seconds: number;
-  latency: LatencySummary;
-  unanswered: number;
-  /** CPU seconds of the load generator during the window (null when it is this process: see clientCores). */
-  loadCpuSeconds: number | null;
-}
+/** What the load generator reports for a window; its CPU time is null when it is this process (clientCores). */
+export type LoadWindow = Omit<LoadResult, "cpuSeconds"> & { loadCpuSeconds: number | null };
 
 export interface MeasureOptions {
   /** The proxy's processes (service replicas or the minimal component); empty for the direct path. */

@@ -15,8 +15,8 @@
  * The token is printable ASCII, which resourceprep (RFC 6122 section B) and the OpaqueString profile (RFC 7622
  * section 3.4) leave unchanged, and at most MAX_TOKEN_OCTETS long, the limit of a resourcepart. The requester
  * stays readable and shorter than in base64, 32 characters instead of 38 for a 28-character JID (an XMPP server
- * works per octet of the address, twice per proxied request). Any replica verifies a token with the configured keys alone; an implementing client reads the
- * requester with `decodeToken` and no key.
+ * works per octet of the address, twice per proxied request). Any replica verifies a token with the configured
+ * keys alone; an implementing client reads the requester with `decodeToken` and no key.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { evictOldest } from "../util/evict.js";

@@ -10,6 +10,7 @@
  * replica that answered it died in the same outage.
  */
 import type { Logger } from "pino";
+import { memberOf, requestOfMember } from "../store/keys.js";
 import type { Store } from "../store/types.js";
 import { evictOldest } from "../util/evict.js";
 import type { AnswerError } from "./answer.js";
@@ -56,26 +57,20 @@ export function createTracker({
   // One IQ_TIMEOUT_MS per process: insertion order is deadline order, and answer order is expiry order.
   const forwarded = new Map<string, Forwarded>();
   /**
-   * Key -> until when it is remembered. Nothing else: at the full request rate this map holds every request of
-   * the last IQ_TIMEOUT_MS, so its entries are kept small (the key alone is split back when it is needed).
+   * Member -> until when it is remembered. Nothing else: at the full request rate this map holds every request of
+   * the last IQ_TIMEOUT_MS, so its entries are kept small (the member is split back when it is needed).
    */
   const answered = new Map<string, number>();
   let knownEpoch: string | undefined;
   let suspectAfter = 0;
-  // A JID has no control characters (RFC 7622 sections 3.3 and 3.4, PRECIS), so the first newline ends it.
-  const key = (requester: string, id: string) => `${requester}\n${id}`;
-  const unkey = (name: string) => {
-    const newline = name.indexOf("\n");
-    return { requester: name.slice(0, newline), id: name.slice(newline + 1) };
-  };
 
   return {
     track(request: { requester: string; id: string; to: string; deadline: number }): void {
-      forwarded.set(key(request.requester, request.id), { ...request, suspect: false });
+      forwarded.set(memberOf(request.requester, request.id), { ...request, suspect: false });
     },
     /** This replica answered the request (routed its reply, or its timeout). */
     answered(requester: string, id: string): void {
-      const name = key(requester, id);
+      const name = memberOf(requester, id);
       forwarded.delete(name);
       answered.delete(name);
       answered.set(name, clock() + rememberMs);
@@ -94,7 +89,7 @@ export function createTracker({
           { suspect: forwarded.size, answered: answered.size },
           "the store lost its data: restoring what this replica answered, and answering its own requests",
         );
-        await store.restoreAnswered([...answered.keys()].map(unkey), clock());
+        await store.restoreAnswered([...answered.keys()].map(requestOfMember), clock());
       }
       knownEpoch = epoch;
     },

@@ -23,6 +23,19 @@ export interface Keys {
   member(requester: string, id: string): string;
 }
 
+/**
+ * The member of a request, in the deadline index and every store: the requester's full JID, a newline, the IQ
+ * id. RFC 7622 (sections 3.3, 3.4): no part of a JID may contain a control character, so the first newline
+ * ends the requester.
+ */
+export const memberOf = (requester: string, id: string): string => `${requester}\n${id}`;
+
+/** The requester and id a member was built from (memberOf). */
+export function requestOfMember(member: string): { requester: string; id: string } {
+  const newline = member.indexOf("\n");
+  return { requester: member.slice(0, newline), id: member.slice(newline + 1) };
+}
+
 export function createKeys(prefix: string, domain: string): Keys {
   const base = `${prefix}:{${domain}}:`;
   const recordPrefix = `${base}req:`;
@@ -34,7 +47,6 @@ export function createKeys(prefix: string, domain: string): Keys {
     deadlines: `${base}deadlines`,
     recordPrefix,
     record: (member: string) => recordPrefix + member,
-    // RFC 7622: no part of a JID may contain a control character, so the first newline ends the requester.
-    member: (requester: string, id: string) => `${requester}\n${id}`,
+    member: memberOf,
   });
 }

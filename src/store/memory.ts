@@ -4,6 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { evictOldest } from "../util/evict.js";
+import { memberOf } from "./keys.js";
 import {
   type ClaimResult,
   DEFAULT_TTLS,
@@ -29,8 +30,6 @@ interface Tombstone {
   readonly state: "replied" | "timeout";
   readonly expires: number;
 }
-
-const memberOf = (requester: string, id: string) => `${requester}\n${id}`;
 
 /** Tombstones kept at most; beyond it the oldest go first, and a reply to them counts as unknown. */
 export const MAX_TOMBSTONES = 100_000;
