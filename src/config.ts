@@ -35,6 +35,15 @@ export interface Config {
   readonly resourceConfirmMs: number;
   /** On SIGTERM: how long the replica may take to leave the server and finish its store work. */
   readonly shutdownGraceMs: number;
+  /** Admission (README, "Limits"). */
+  readonly limits: {
+    readonly pendingPerRequester: number;
+    readonly pendingTotal: number;
+    readonly idLength: number;
+    readonly keptPayloadBytes: number;
+  };
+  /** REQUESTER_ALLOW (null: everyone) and REQUESTER_DENY: bare JIDs and domains, lower case. */
+  readonly requesters: { readonly allow: readonly string[] | null; readonly deny: readonly string[] };
 }
 
 export interface RedisNode {
@@ -44,12 +53,13 @@ export interface RedisNode {
 
 /** One of the three Redis topologies: REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS. */
 export type RedisConfig =
-  | { readonly mode: "single"; readonly url: string; readonly prefix: string }
+  | { readonly mode: "single"; readonly url: string; readonly prefix: string; readonly wait: RedisWait }
   | {
       readonly mode: "cluster";
       readonly nodes: readonly RedisNode[];
       readonly prefix: string;
       readonly password?: string;
+      readonly wait: RedisWait;
     }
   | {
       readonly mode: "sentinel";
@@ -57,7 +67,14 @@ export type RedisConfig =
       readonly name: string;
       readonly prefix: string;
       readonly password?: string;
+      readonly wait: RedisWait;
     };
+
+/** REDIS_WAIT_REPLICAS / REDIS_WAIT_TIMEOUT_MS: how many replicas must have each write (0: none). */
+export interface RedisWait {
+  readonly replicas: number;
+  readonly timeoutMs: number;
+}
 
 const REDIS_TOPOLOGIES = ["REDIS_URL", "REDIS_CLUSTER_NODES", "REDIS_SENTINELS"] as const;
 
@@ -84,6 +101,22 @@ const hostPorts = z.string().transform((value, ctx) => {
     else ctx.addIssue(`entry ${index + 1} (${JSON.stringify(entry.slice(0, 100))}) must be host:port`);
   });
   return nodes;
+});
+
+/** `a,b,c`: bare JIDs (`user@example.org`) or domains (`example.org`), compared in lower case. */
+const addressList = z.string().transform((value, ctx) => {
+  const entries = value
+    .split(",")
+    .map((entry) => entry.trim().toLowerCase())
+    .filter((entry) => entry !== "");
+  entries.forEach((entry, index) => {
+    const parsed = parseJid(entry);
+    if (parsed?.resource !== "")
+      ctx.addIssue(
+        `entry ${index + 1} (${JSON.stringify(entry.slice(0, 100))}) must be a bare JID or a domain`,
+      );
+  });
+  return entries;
 });
 
 const schema = z.object({
@@ -124,6 +157,15 @@ const schema = z.object({
   SWEEP_INTERVAL_MS: int(10, 60_000).optional(),
   RESOURCE_CONFIRM_MS: int(100, 600_000).default(10_000),
   SHUTDOWN_GRACE_MS: int(0, 600_000).default(10_000),
+  MAX_PENDING_PER_REQUESTER: int(1, 1_000_000).default(500),
+  MAX_PENDING_TOTAL: int(1, 100_000_000).default(100_000),
+  MAX_ID_LENGTH: int(1, 3_071).default(256),
+  MAX_KEPT_PAYLOAD_BYTES: int(0, 16_777_216).default(65_536),
+  REQUESTER_ALLOW: addressList.optional(),
+  REQUESTER_DENY: addressList.optional(),
+  REDIS_WAIT_REPLICAS: int(0, 16).default(0),
+  // Below the Redis command timeout (1 s): a WAIT that outlives it would be an unknown outcome anyway.
+  REDIS_WAIT_TIMEOUT_MS: int(1, 900).default(100),
 });
 
 /** Parses the environment. Never throws; never echoes a secret. */
@@ -170,6 +212,15 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       `${passwordVar}: only applies with REDIS_CLUSTER_NODES or REDIS_SENTINELS (a REDIS_URL carries its own)`,
     );
   }
+  if (
+    clean.REDIS_WAIT_REPLICAS !== undefined &&
+    clean.REDIS_WAIT_REPLICAS !== "0" &&
+    topologies.length === 0
+  ) {
+    problems.push(
+      "REDIS_WAIT_REPLICAS: only applies with a Redis (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS)",
+    );
+  }
   if (parsed.success && parsed.data.RECONNECT_MAX_MS < parsed.data.RECONNECT_MIN_MS) {
     problems.push("RECONNECT_MAX_MS: must not be smaller than RECONNECT_MIN_MS");
   }
@@ -196,6 +247,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
     },
     resourceConfirmMs: data.RESOURCE_CONFIRM_MS,
     shutdownGraceMs: data.SHUTDOWN_GRACE_MS,
+    limits: {
+      pendingPerRequester: data.MAX_PENDING_PER_REQUESTER,
+      pendingTotal: data.MAX_PENDING_TOTAL,
+      idLength: data.MAX_ID_LENGTH,
+      keptPayloadBytes: data.MAX_KEPT_PAYLOAD_BYTES,
+    },
+    requesters: { allow: data.REQUESTER_ALLOW ?? null, deny: data.REQUESTER_DENY ?? [] },
     sweepIntervalMs:
       data.SWEEP_INTERVAL_MS ?? Math.min(1000, Math.max(50, Math.floor(data.IQ_TIMEOUT_MS / 10))),
   };
@@ -205,15 +263,17 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
 function redisConfig(data: z.infer<typeof schema>, password: string | undefined): RedisConfig | null {
   const prefix = data.REDIS_PREFIX;
   const secret = password === undefined ? {} : { password };
-  if (data.REDIS_URL !== undefined) return { mode: "single", url: data.REDIS_URL, prefix };
+  const wait = { replicas: data.REDIS_WAIT_REPLICAS, timeoutMs: data.REDIS_WAIT_TIMEOUT_MS };
+  if (data.REDIS_URL !== undefined) return { mode: "single", url: data.REDIS_URL, prefix, wait };
   if (data.REDIS_CLUSTER_NODES !== undefined)
-    return { mode: "cluster", nodes: data.REDIS_CLUSTER_NODES, prefix, ...secret };
+    return { mode: "cluster", nodes: data.REDIS_CLUSTER_NODES, prefix, wait, ...secret };
   if (data.REDIS_SENTINELS !== undefined && data.REDIS_SENTINEL_NAME !== undefined)
     return {
       mode: "sentinel",
       sentinels: data.REDIS_SENTINELS,
       name: data.REDIS_SENTINEL_NAME,
       prefix,
+      wait,
       ...secret,
     };
   return null;

@@ -4,17 +4,18 @@
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
 import type { Config } from "./config.js";
+import { createOutbox } from "./delivery/outbox.js";
 import { createHttpServer } from "./http/server.js";
 import { createJat } from "./jat/token.js";
 import { createMetrics } from "./metrics.js";
-import { createAnswerer } from "./proxy/answer.js";
 import { createForwarder } from "./proxy/forward.js";
 import { createInbound } from "./proxy/inbound.js";
 import { createPresence } from "./proxy/presence.js";
-import { createReplier } from "./proxy/reply.js";
 import { createResender } from "./proxy/resend.js";
+import { createReplier } from "./proxy/route-reply.js";
+import { createAnswerer } from "./proxy/send-error.js";
 import { createSweeper } from "./proxy/sweeper.js";
-import { createTracker, NO_TRACKER } from "./proxy/tracker.js";
+import { createTracker, NO_TRACKER } from "./recovery/tracker.js";
 import { createBalancer } from "./routing/balance.js";
 import { createKeys } from "./store/keys.js";
 import { createMemoryStore } from "./store/memory.js";
@@ -38,6 +39,7 @@ export async function startService(
   const { domain } = config.xmpp;
   const target = normalizeBare(config.target);
   const clock = Date.now;
+  const ttls = storeTtls(config.iqTimeoutMs);
   const { store, onStoreReconnect } = createStore(config, log);
   const jat = createJat({ domain, keys: config.jatKeys });
   let connectionState: () => ConnectionState = () => "down";
@@ -51,8 +53,19 @@ export async function startService(
   });
 
   let sendStanza: (stanza: Element) => boolean = () => false;
+  let writeStanza: (stanza: Element) => Promise<boolean> = async () => false;
   const send = (stanza: Element) => sendStanza(stanza);
   const answerError = createAnswerer({ send, domain, metrics });
+  const outbox = createOutbox({
+    store,
+    write: (stanza) => writeStanza(stanza),
+    clock,
+    leaseMs: ttls.answerLeaseMs,
+    log,
+    metrics,
+  });
+  // Set once presence exists: a data loss makes every replica learn the target's presence again.
+  let relearnPresence = () => {};
   // The fallback for a store that loses its data (Redis). Long enough for the shared sweep to answer first.
   const tracker = !config.redis
     ? NO_TRACKER
@@ -64,6 +77,10 @@ export async function startService(
         rememberMs: config.iqTimeoutMs + 2 * config.sweepIntervalMs + 1_000,
         // Replicas reconnect to Redis at most 2 s apart (retry cap): wait for all of them to restore.
         settleMs: 5_000,
+        onDataLoss: () => {
+          metrics.dataLosses.inc();
+          relearnPresence();
+        },
         log,
       });
   const balance = createBalancer(config.balance);
@@ -79,8 +96,16 @@ export async function startService(
     resend,
     confirmMs: config.resourceConfirmMs,
   });
+  relearnPresence = () => {
+    if (connectionState() === "connected") void presence.onOnline();
+  };
   const inbound = createInbound({
     ctx: { domain, target },
+    admission: {
+      allow: config.requesters.allow,
+      deny: config.requesters.deny,
+      maxIdLength: config.limits.idLength,
+    },
     forward: createForwarder({
       store,
       jat,
@@ -91,15 +116,19 @@ export async function startService(
       domain,
       target,
       timeoutMs: config.iqTimeoutMs,
+      maxKeptPayloadBytes: config.limits.keptPayloadBytes,
+      retryGraceMs: ttls.tombstoneMs / 2,
       log,
       metrics,
       tracker,
     }),
     reply: createReplier({
       timeoutMs: config.iqTimeoutMs,
+      leaseMs: ttls.answerLeaseMs,
       canSend: () => connectionState() === "connected",
       store,
       jat,
+      outbox,
       send,
       clock,
       log,
@@ -122,10 +151,12 @@ export async function startService(
     onFatal: () => onFatal(2),
   });
   sendStanza = connection.send;
+  writeStanza = connection.write;
   connectionState = () => connection.state;
   let connections = 0;
   connection.on("online", () => {
     if (connections++ > 0) metrics.reconnects.inc();
+    outbox.onOnline();
     void presence.onOnline();
   });
   // A Redis that comes back may have lost the resource set: ask the server again.
@@ -136,11 +167,13 @@ export async function startService(
 
   const sweeper = createSweeper({
     store,
-    answerError,
+    outbox,
     canSend: () => connection.state === "connected",
     clock,
+    domain,
     intervalMs: config.sweepIntervalMs,
     log,
+    metrics,
     tracker,
   });
 
@@ -187,16 +220,25 @@ export async function startService(
   return {
     httpPort,
     /**
-     * Graceful stop: readiness turns 503, the component leaves the server (which balances to the other
-     * replicas, or lets a Prosody standby take over), handlers finish their store work, Redis closes. What this
-     * replica forwarded stays in the store: the others route its replies and sweep its timeouts.
+     * Graceful stop: readiness turns 503 and the sweep stops. With Redis, the component leaves the server
+     * (which balances to the other replicas, or lets a Prosody standby take over), handlers finish their store
+     * work and the answers written are acknowledged: what this replica forwarded stays in the store, and the
+     * others route its replies and sweep its timeouts. With the in-process store nobody is left to answer:
+     * every request still pending is answered (`wait/remote-server-timeout`) before the component leaves.
      */
     async stop() {
       stopped = true;
-      sweeper.stop();
+      await sweeper.stop();
       presence.stop();
+      if (!config.redis) {
+        await inbound.drained();
+        const answered = await sweeper.answerAll().catch(() => 0);
+        if (answered > 0) log.info({ answered }, "answered the requests still pending before stopping");
+        await outbox.drained();
+      }
       await connection.stop();
       await inbound.drained();
+      await outbox.drained();
       await http.close();
       await store.close();
     },
@@ -220,15 +262,18 @@ function createStore(
   config: Config,
   log: Logger,
 ): { store: Store; onStoreReconnect: (fn: () => void) => void } {
-  if (!config.redis)
-    return { store: createMemoryStore({ ttls: storeTtls(config.iqTimeoutMs) }), onStoreReconnect: () => {} };
+  const ttls = storeTtls(config.iqTimeoutMs);
+  const limits = { perRequester: config.limits.pendingPerRequester, total: config.limits.pendingTotal };
+  if (!config.redis) return { store: createMemoryStore({ ttls, limits }), onStoreReconnect: () => {} };
   // Single, Cluster or Sentinel: the same store, every key of the domain in one slot.
   const redis = createRedisClient({ ...config.redis, log });
   return {
     store: createRedisStore({
       redis,
       keys: createKeys(config.redis.prefix, config.xmpp.domain),
-      ttls: storeTtls(config.iqTimeoutMs),
+      ttls,
+      limits,
+      wait: config.redis.wait,
     }),
     onStoreReconnect: (fn) => onRedisReconnect(redis, fn),
   };

@@ -81,7 +81,28 @@ export function createMetrics(sources: MetricSources) {
     ),
     timeouts: counter("timeouts_total", "Requests answered with remote-server-timeout"),
     dropped: counter("replies_dropped_total", "Replies dropped without an answer", ["reason"]),
-    storeErrors: counter("store_errors_total", "Store operations that failed (store unreachable)"),
+    storeErrors: counter(
+      "store_errors_total",
+      "Store operations that failed (store unreachable, or its outcome still unknown after retrying)",
+      ["operation"],
+    ),
+    storeRetries: counter(
+      "store_retries_total",
+      "Store operations repeated with the same op because their outcome was unknown (timeout, connection lost)",
+      ["operation"],
+    ),
+    redelivered: counter(
+      "answers_redelivered_total",
+      "Answers sent again after their lease ended unacknowledged: each may be a second answer",
+    ),
+    stranded: counter(
+      "answers_stranded_total",
+      "Answers that could not be written (XMPP link down), kept for after the reconnect or the sweep",
+    ),
+    dataLosses: counter(
+      "store_data_losses_total",
+      "Times this replica saw the store's epoch change (data lost)",
+    ),
     reconnects: counter(
       "xmpp_reconnects_total",
       "Connections to the XMPP server established after the first",

@@ -1,16 +1,22 @@
 /**
  * Requester -> implementing client. The request keeps its id, type, xml:lang and payload; its `from` becomes
  * `XMPP_DOMAIN/<token>` and it goes to the resource the store chose while recording it as pending.
+ *
+ * Exactly one answer (RFC 6120 section 8.2.3) when the store misbehaves: a forward whose outcome is unknown is
+ * repeated with the same op until the store answers (store/retry.ts); only a failure that certainly changed
+ * nothing is answered with `internal-server-error` at once.
  */
+import { randomBytes } from "node:crypto";
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
 import type { Jat } from "../jat/token.js";
 import type { Metrics } from "../metrics.js";
+import type { Tracker } from "../recovery/tracker.js";
 import type { Decision } from "../routing/classify.js";
-import type { Store } from "../store/types.js";
+import { untilKnown } from "../store/retry.js";
+import { type ForwardResult, type Store, StoreUnavailableError } from "../store/types.js";
 import { readdress } from "../xmpp/stanzas.js";
-import type { AnswerError, Send } from "./answer.js";
-import type { Tracker } from "./tracker.js";
+import type { AnswerError, Send } from "./send-error.js";
 
 type ForwardDecision = Extract<Decision, { kind: "forward" }>;
 
@@ -24,10 +30,17 @@ export interface ForwarderDeps {
   domain: string;
   target: string;
   timeoutMs: number;
+  /** MAX_KEPT_PAYLOAD_BYTES: larger payloads are forwarded but not kept for a failover. */
+  maxKeptPayloadBytes: number;
+  /** How long after its deadline a forward of unknown outcome is still retried (the tombstone lifetime). */
+  retryGraceMs: number;
   log: Logger;
   metrics: Metrics;
   tracker: Tracker;
 }
+
+/** A short random name for one forwarding, the same on every retry of it. */
+export const newOp = () => randomBytes(9).toString("base64url");
 
 export function createForwarder(deps: ForwarderDeps) {
   const { store, jat, send, answerError, pick, clock, domain, target, timeoutMs, log, metrics, tracker } =
@@ -42,23 +55,42 @@ export function createForwarder(deps: ForwarderDeps) {
       answerError(request, "requesterTooLong");
       return;
     }
-    const now = clock();
-    let result: Awaited<ReturnType<Store["forward"]>>;
+    let payload: string;
     try {
-      const payload = stanza.getChildElements()[0]?.toString() ?? "";
-      result = await store.forward({
-        requester,
-        id,
-        to,
-        type,
-        now,
-        deadline: now + timeoutMs,
-        pick: pick(),
-        payload,
+      payload = stanza.getChildElements()[0]?.toString() ?? "";
+    } catch (err) {
+      // A payload the serializer cannot handle (nested thousands deep) is the stanza's problem, not the store's.
+      log.debug({ requester, id, err: { message: (err as Error).message } }, "payload cannot be serialized");
+      answerError(request, "unreadablePayload");
+      return;
+    }
+    const now = clock();
+    const deadline = now + timeoutMs;
+    const input = {
+      requester,
+      id,
+      to,
+      type,
+      now,
+      deadline,
+      pick: pick(),
+      payload: Buffer.byteLength(payload) <= deps.maxKeptPayloadBytes ? payload : "",
+      op: newOp(),
+    };
+    let result: ForwardResult;
+    try {
+      result = await untilKnown(() => store.forward(input), {
+        clock,
+        giveUpAt: deadline + deps.retryGraceMs,
+        onRetry: () => metrics.storeRetries.inc({ operation: "forward" }),
       });
     } catch (err) {
-      metrics.storeErrors.inc();
-      log.warn({ err: { message: (err as Error).message } }, "store unavailable: request refused");
+      metrics.storeErrors.inc({ operation: "forward" });
+      const unknown = err instanceof StoreUnavailableError && err.outcome === "unknown";
+      log.warn(
+        { err: { message: (err as Error).message }, requester, id, outcomeUnknown: unknown },
+        "store unavailable: request refused",
+      );
       answerError(request, "storeUnavailable");
       return;
     }
@@ -75,10 +107,19 @@ export function createForwarder(deps: ForwarderDeps) {
         log.debug({ requester, id }, "duplicate request id while pending");
         answerError(request, "duplicateId");
         return;
+      case "limited":
+        log.debug({ requester, id, scope: result.scope }, "admission limit reached");
+        answerError(request, result.scope === "total" ? "totalLimit" : "requesterLimit");
+        return;
+      case "answered":
+        // A retry found the first execution's record answered already (by the sweep): nothing left to do.
+        log.debug({ requester, id }, "forward retried after it was answered");
+        return;
       case "forwarded":
+        tracker.track({ requester, id, to, deadline });
+        if (clock() >= deadline) return; // Recorded too late to be useful: the sweep answers the timeout.
         log.debug({ requester, id, resource: result.resource }, "forwarded");
         metrics.forwarded.inc();
-        tracker.track({ requester, id, to, deadline: now + timeoutMs });
         // If the connection dropped meanwhile, the record stays pending and the sweep answers it.
         send(readdress(stanza, `${target}/${result.resource}`, `${domain}/${token}`));
         return;

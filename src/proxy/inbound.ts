@@ -4,16 +4,18 @@
  */
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
+import { type AdmissionPolicy, admit } from "../routing/admission.js";
 import { classify, type RoutingContext, type StanzaView } from "../routing/classify.js";
 import { StoreUnavailableError } from "../store/types.js";
 import { detach } from "../util/detach.js";
-import type { AnswerError } from "./answer.js";
 import type { createForwarder } from "./forward.js";
 import type { PresenceTracker } from "./presence.js";
-import type { createReplier } from "./reply.js";
+import type { createReplier } from "./route-reply.js";
+import type { AnswerError } from "./send-error.js";
 
 export interface InboundDeps {
   ctx: RoutingContext;
+  admission: AdmissionPolicy;
   forward: ReturnType<typeof createForwarder>;
   reply: ReturnType<typeof createReplier>;
   presence: PresenceTracker;
@@ -29,7 +31,7 @@ export function viewOf(stanza: Element): StanzaView {
   return { name: stanza.name, type, id: detach(id), from: detach(from), to: detach(to), childElements };
 }
 
-export function createInbound({ ctx, forward, reply, presence, answerError, log }: InboundDeps) {
+export function createInbound({ ctx, admission, forward, reply, presence, answerError, log }: InboundDeps) {
   const fail = (err: unknown) =>
     err instanceof StoreUnavailableError
       ? log.warn({ err: { message: err.message } }, "store unavailable: stanza not handled")
@@ -49,9 +51,15 @@ export function createInbound({ ctx, forward, reply, presence, answerError, log 
     const view = viewOf(stanza);
     const decision = classify(view, ctx);
     switch (decision.kind) {
-      case "forward":
-        run(forward(stanza, decision));
+      case "forward": {
+        const refused = admit(decision, admission);
+        if (refused === null) run(forward(stanza, decision));
+        else {
+          log.debug({ from: view.from, id: view.id?.slice(0, 64), error: refused }, "request not admitted");
+          answerError({ name: "iq", id: decision.id, from: decision.requester, to: decision.to }, refused);
+        }
         return;
+      }
       case "reply":
         run(reply(stanza, decision));
         return;

@@ -9,8 +9,8 @@ import type { Logger } from "pino";
 import type { Decision } from "../routing/classify.js";
 import type { Store } from "../store/types.js";
 import { presence } from "../xmpp/stanzas.js";
-import type { Send } from "./answer.js";
 import type { Resender } from "./resend.js";
+import type { Send } from "./send-error.js";
 
 type TargetPresence = Extract<Decision, { kind: "target-presence" }>;
 

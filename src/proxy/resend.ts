@@ -8,7 +8,7 @@ import type { Jat } from "../jat/token.js";
 import type { Metrics } from "../metrics.js";
 import type { IqRequestType } from "../store/types.js";
 import { parse, xml } from "../xmpp/stanzas.js";
-import type { Send } from "./answer.js";
+import type { Send } from "./send-error.js";
 
 export interface Resend {
   readonly requester: string;

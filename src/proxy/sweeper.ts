@@ -1,58 +1,87 @@
 /**
- * Timeouts. Any replica sweeps the store's deadline index; the sweep claims due requests atomically, so each
- * gets exactly one `remote-server-timeout` answer even when the replica that forwarded it has died.
- * Intervals are jittered so the replicas share the work.
+ * Timeouts and stranded answers. Any replica sweeps the store's deadline index; the sweep hands each due answer
+ * to one replica atomically, so each request gets exactly one answer even when the replica that forwarded it,
+ * or the one that claimed its reply, has died:
+ * - a request past its deadline gets `remote-server-timeout` (RFC 6120 section 8.3.3.16);
+ * - an answer whose lease ended unacknowledged is sent again (counted: it may be a second answer, if the replica
+ *   that held it had written it before dying).
+ * Intervals are jittered so the replicas share the work. Each sweep also reads the store's epoch, so a data loss
+ * is noticed within one interval.
  */
 import type { Logger } from "pino";
-import type { Store } from "../store/types.js";
-import type { AnswerError } from "./answer.js";
-import type { Tracker } from "./tracker.js";
+import type { Outbox } from "../delivery/outbox.js";
+import type { Metrics } from "../metrics.js";
+import type { Tracker } from "../recovery/tracker.js";
+import type { DueAnswer, Store } from "../store/types.js";
+import { ERRORS, errorReply } from "../xmpp/errors.js";
+import { parse, readdress } from "../xmpp/stanzas.js";
+import { newOp } from "./forward.js";
 
 export interface SweeperDeps {
   store: Store;
-  answerError: AnswerError;
+  outbox: Outbox;
   /** Whether answers can be sent now; a replica that is not connected does not claim anything. */
   canSend: () => boolean;
   clock: () => number;
+  domain: string;
   intervalMs: number;
   batch?: number;
   log: Logger;
+  metrics: Metrics;
   tracker: Tracker;
 }
 
 export function createSweeper(deps: SweeperDeps) {
-  const { store, answerError, canSend, clock, intervalMs, batch = 200, log, tracker } = deps;
+  const { store, outbox, canSend, clock, domain, intervalMs, batch = 200, log, metrics, tracker } = deps;
   let timer: NodeJS.Timeout | undefined;
-  let running = false;
+  let running: Promise<void> | undefined;
   let stopped = true;
 
-  async function sweepOnce(): Promise<number> {
+  /** The stanza that answers a due request: its kept reply, or the timeout error. */
+  function answerOf({ request, answer }: DueAnswer) {
+    const kept = answer === null ? null : parse(answer);
+    if (kept) return readdress(kept, request.requester, request.to);
+    metrics.timeouts.inc();
+    return errorReply(
+      { name: "iq", id: request.id, from: request.requester, to: request.to },
+      ERRORS.timeout,
+      domain,
+    );
+  }
+
+  async function sweepOnce(now = clock()): Promise<number> {
     if (!canSend()) return 0;
-    const due = await store.claimExpired(clock(), batch);
-    for (const request of due) {
+    const op = newOp();
+    const { epoch, due } = await store.sweep(now, batch, op);
+    for (const item of due) {
+      const { requester, id, resource } = item.request;
       log.debug(
-        { requester: request.requester, id: request.id, resource: request.resource },
-        "request timed out",
+        { requester, id, resource, redelivery: item.redelivery },
+        item.answer ? "answer sent again" : "request timed out",
       );
-      answerError({ name: "iq", id: request.id, from: request.requester, to: request.to }, "timeout");
-      tracker.answered(request.requester, request.id);
+      if (item.redelivery) metrics.redelivered.inc();
+      outbox.deliver({ requester, id, op }, answerOf(item));
+      tracker.answered(requester, id);
     }
+    await tracker.observe(epoch);
     return due.length;
   }
 
   async function tick(): Promise<void> {
     if (running || stopped) return;
-    running = true;
-    try {
-      // A full batch means more may be due: keep going.
-      while (!stopped && (await sweepOnce()) === batch) {}
-      if (canSend()) await tracker.sweep(clock());
-    } catch (err) {
-      log.debug({ err: { message: (err as Error).message } }, "sweep skipped: store unavailable");
-    } finally {
-      running = false;
-      schedule();
-    }
+    running = (async () => {
+      try {
+        // A full batch means more may be due: keep going.
+        while (!stopped && (await sweepOnce()) === batch) {}
+        if (canSend()) await tracker.sweep(clock());
+      } catch (err) {
+        // Unknown outcome included: what this sweep may have taken is handed out again when its lease ends.
+        log.debug({ err: { message: (err as Error).message } }, "sweep skipped: store unavailable");
+      }
+    })();
+    await running;
+    running = undefined;
+    schedule();
   }
 
   function schedule(): void {
@@ -66,9 +95,23 @@ export function createSweeper(deps: SweeperDeps) {
       stopped = false;
       schedule();
     },
-    stop(): void {
+    /** Stops sweeping; resolves when a sweep in progress has handed its answers to the outbox. */
+    async stop(): Promise<void> {
       stopped = true;
       clearTimeout(timer);
+      await running;
+    },
+    /**
+     * Answers every request still pending now, as if its deadline had come (a stopping replica whose store dies
+     * with it: the in-process store).
+     */
+    async answerAll(): Promise<number> {
+      let total = 0;
+      for (let answered = -1; answered !== 0; ) {
+        answered = await sweepOnce(Number.MAX_SAFE_INTEGER);
+        total += answered;
+      }
+      return total;
     },
   };
 }

@@ -7,13 +7,21 @@
 export interface Keys {
   /** Hash: resource of the implementing account -> epoch ms it was last seen available. */
   readonly resources: string;
-  /** Hash: resource -> epoch ms its unavailable presence was seen (decides whether a `set` may be re-sent). */
+  /**
+   * Sorted set: resource -> epoch ms its unavailable presence was seen (decides whether a `set` may be re-sent);
+   * entries older than a request's lifetime are dropped.
+   */
   readonly gone: string;
+  /** Hash: requester bare JID -> its pending requests (the per-requester admission limit). */
+  readonly counts: string;
   /** String: the identity of the data set (see the epoch script). */
   readonly epoch: string;
   /** String "1" when the implementing account approved the component's subscription. */
   readonly subscription: string;
-  /** Sorted set: pending request member -> deadline (epoch ms). Any replica sweeps it. */
+  /**
+   * Sorted set: request member -> when the sweep must look at it: the deadline of a pending request, the lease
+   * end of an answer being delivered (epoch ms). Any replica sweeps it.
+   */
   readonly deadlines: string;
   /** Prefix of the pending request records; the Lua scripts append a member to it. */
   readonly recordPrefix: string;
@@ -42,7 +50,8 @@ export function createKeys(prefix: string, domain: string): Keys {
   return Object.freeze({
     resources: `${base}resources`,
     subscription: `${base}subscription`,
-    gone: `${base}gone`,
+    gone: `${base}left`,
+    counts: `${base}counts`,
     epoch: `${base}epoch`,
     deadlines: `${base}deadlines`,
     recordPrefix,

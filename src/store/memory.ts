@@ -8,19 +8,29 @@ import { memberOf } from "./keys.js";
 import {
   type ClaimResult,
   DEFAULT_TTLS,
+  type DueAnswer,
   type FailoverResult,
   type ForwardResult,
   type MovedRequest,
   type PendingRequest,
   type Store,
+  type StoreLimits,
   type StoreTtls,
 } from "./types.js";
 
-/** A request forwarded and not yet answered. */
-interface Pending {
+/** A request forwarded and not yet answered ("pending"), or whose answer is being delivered ("answering"). */
+interface Live {
+  state: "pending" | "answering";
   request: PendingRequest;
   payload: string;
   retried: boolean;
+  /** The forward's op (kept in the tombstone), and the op of whoever holds the answer. */
+  readonly fop: string;
+  op: string;
+  /** While answering: the reply kept for redelivery (null: the timeout answer), what it is, and its lease. */
+  answer: string | null;
+  outcome: "replied" | "timeout";
+  tries: number;
   /** Safety net, as the Redis record's TTL: forgotten after this even if no sweep claimed it. */
   expires: number;
 }
@@ -28,40 +38,70 @@ interface Pending {
 /** What is left of an answered request: enough to tell a duplicate or late reply from an unknown one. */
 interface Tombstone {
   readonly state: "replied" | "timeout";
+  /** The forward's op: a retried forward learns that it was answered. */
+  readonly fop: string;
   readonly expires: number;
 }
 
 /** Tombstones kept at most; beyond it the oldest go first, and a reply to them counts as unknown. */
 export const MAX_TOMBSTONES = 100_000;
+/** As sweep-3.lua: an answer is handed out at most this many times. */
+const MAX_TRIES = 3;
 
 export function createMemoryStore({
   ttls = DEFAULT_TTLS,
+  limits = { perRequester: Number.POSITIVE_INFINITY, total: Number.POSITIVE_INFINITY },
   maxTombstones = MAX_TOMBSTONES,
 }: {
   ttls?: StoreTtls;
+  limits?: StoreLimits;
   maxTombstones?: number;
 } = {}): Store {
   const resources = new Map<string, number>();
-  const pending = new Map<string, Pending>();
+  const live = new Map<string, Live>();
   /**
-   * Deadline index: member -> deadline. One process with one IQ_TIMEOUT_MS inserts deadlines in increasing
-   * order, so insertion order is deadline order and a sweep stops at the first entry not yet due.
+   * Deadline index of pending requests: member -> deadline. One process with one IQ_TIMEOUT_MS inserts
+   * deadlines in increasing order, so insertion order is deadline order and a sweep stops at the first entry
+   * not yet due. Leases of answers being delivered, likewise, in their own index.
    */
   const deadlines = new Map<string, number>();
+  const leases = new Map<string, number>();
   /** Answered requests in the order they were answered, i.e. by expiry; purged from the front. */
   const tombstones = new Map<string, Tombstone>();
+  const counts = new Map<string, number>();
   /** Resource -> when its unavailable presence was seen. */
   const gone = new Map<string, number>();
   let approved = false;
   /** An in-process store loses its data only with its process, so its epoch never changes. */
   const epoch = randomUUID();
 
-  const settle = (member: string, state: Tombstone["state"], now: number) => {
-    pending.delete(member);
+  const bareOf = (jid: string) => jid.split("/", 1)[0] ?? jid;
+  const count = (requester: string, delta: number) => {
+    const bare = bareOf(requester);
+    const next = (counts.get(bare) ?? 0) + delta;
+    if (next > 0) counts.set(bare, next);
+    else counts.delete(bare);
+  };
+
+  const bury = (member: string, state: Tombstone["state"], fop: string, now: number) => {
+    live.delete(member);
     deadlines.delete(member);
+    leases.delete(member);
     tombstones.delete(member);
-    tombstones.set(member, { state, expires: now + ttls.tombstoneMs });
+    tombstones.set(member, { state, fop, expires: now + ttls.tombstoneMs });
     evictOldest(tombstones, maxTombstones);
+  };
+
+  /** The record leaves "pending": its answer is held under `op` until acknowledged or its lease ends. */
+  const hold = (member: string, entry: Live, op: string, answer: string | null, now: number) => {
+    if (entry.state === "pending") count(entry.request.requester, -1);
+    entry.state = "answering";
+    entry.op = op;
+    entry.answer = answer;
+    entry.tries++;
+    deadlines.delete(member);
+    leases.delete(member);
+    leases.set(member, now + ttls.answerLeaseMs);
   };
 
   const purge = (now: number) => {
@@ -71,11 +111,13 @@ export function createMemoryStore({
     }
   };
 
-  const livePending = (member: string, now: number): Pending | undefined => {
-    const entry = pending.get(member);
+  const liveEntry = (member: string, now: number): Live | undefined => {
+    const entry = live.get(member);
     if (entry && entry.expires <= now) {
-      pending.delete(member);
+      if (entry.state === "pending") count(entry.request.requester, -1);
+      live.delete(member);
       deadlines.delete(member);
+      leases.delete(member);
       return undefined;
     }
     return entry;
@@ -87,8 +129,13 @@ export function createMemoryStore({
   };
 
   /** The pending record of a request sent to `resource`, or why an answer from it is not accepted. */
-  const pendingFrom = (member: string, resource: string, now: number) => {
-    const entry = livePending(member, now);
+  const pendingFrom = (member: string, resource: string, op: string, now: number) => {
+    const entry = liveEntry(member, now);
+    if (entry?.state === "answering") {
+      const lease = leases.get(member) ?? 0;
+      if (entry.op === op && lease > now) return { status: "claimed", request: entry.request } as const;
+      return { status: entry.outcome === "timeout" ? "late" : "duplicate" } as const;
+    }
     if (!entry) {
       const state = liveTombstone(member, now)?.state;
       if (state === "replied") return { status: "duplicate" } as const;
@@ -108,15 +155,16 @@ export function createMemoryStore({
     async resourceUnavailable(resource, now, pick) {
       resources.delete(resource);
       gone.set(resource, now);
+      for (const [name, when] of gone) if (when < now - ttls.goneMs) gone.delete(name);
       const names = [...resources.keys()];
       const moved: MovedRequest[] = [];
       if (names.length === 0) return moved;
       const base = Math.floor(pick * names.length);
       for (const [member] of deadlines) {
-        const entry = pending.get(member);
+        const entry = live.get(member);
         const request = entry?.request;
         if (!entry || !request || request.resource !== resource) continue;
-        if (request.type !== "get" || entry.retried) continue;
+        if (request.type !== "get" || entry.retried || entry.payload === "") continue;
         const next = names[(base + moved.length + 1) % names.length] as string;
         entry.request = { ...request, resource: next };
         entry.retried = true;
@@ -146,58 +194,107 @@ export function createMemoryStore({
       return approved;
     },
 
-    async forward({ requester, id, to, type, now, deadline, pick, payload }): Promise<ForwardResult> {
+    async forward({ requester, id, to, type, now, deadline, pick, payload, op }): Promise<ForwardResult> {
       const member = memberOf(requester, id);
-      if (livePending(member, now)) return { status: "duplicate" };
+      const entry = liveEntry(member, now);
+      if (entry?.fop === op)
+        return entry.state === "pending"
+          ? { status: "forwarded", resource: entry.request.resource }
+          : { status: "answered" };
+      if (liveTombstone(member, now)?.fop === op) return { status: "answered" };
+      if (entry) return { status: "duplicate" };
       const online = [...resources.keys()].sort();
       const resource = online[Math.min(online.length - 1, Math.floor(pick * online.length))];
       if (resource === undefined) return { status: approved ? "no-resource" : "presence-unknown" };
+      if ((counts.get(bareOf(requester)) ?? 0) >= limits.perRequester)
+        return { status: "limited", scope: "requester" };
+      if (deadlines.size + leases.size >= limits.total) return { status: "limited", scope: "total" };
       const request = { requester, id, to, type, resource, deadline };
-      // A tombstone of an earlier request with the same id is replaced, as in forward-4.lua.
+      // A tombstone of an earlier request with the same id is replaced, as in forward-5.lua.
       tombstones.delete(member);
-      pending.set(member, { request, payload, retried: false, expires: deadline + ttls.recordGraceMs });
+      live.set(member, {
+        state: "pending",
+        request,
+        payload,
+        retried: false,
+        fop: op,
+        op: "",
+        answer: null,
+        outcome: "replied",
+        tries: 0,
+        expires: deadline + ttls.recordGraceMs,
+      });
       deadlines.set(member, deadline);
+      count(requester, 1);
       return { status: "forwarded", resource };
     },
 
-    async claimReply({ requester, id, resource, now }): Promise<ClaimResult> {
+    async claimReply({ requester, id, resource, now, op, answer }): Promise<ClaimResult> {
       const member = memberOf(requester, id);
-      const entry = pendingFrom(member, resource, now);
-      if (!("request" in entry)) return entry;
-      settle(member, "replied", now);
+      const entry = pendingFrom(member, resource, op, now);
+      if (!("state" in entry)) return entry;
+      entry.outcome = "replied";
+      hold(member, entry, op, answer, now);
       return { status: "claimed", request: entry.request };
     },
 
-    async failover({ requester, id, resource, pick, now }): Promise<FailoverResult> {
+    async failover({ requester, id, resource, pick, now, op, answer }): Promise<FailoverResult> {
       const member = memberOf(requester, id);
-      const entry = pendingFrom(member, resource, now);
-      if (!("request" in entry)) return entry;
+      const entry = pendingFrom(member, resource, op, now);
+      if (!("state" in entry)) return entry;
       resources.delete(resource);
       const others = [...resources.keys()];
       const next = others[Math.min(others.length - 1, Math.floor(pick * others.length))];
       const movable = entry.request.type === "get" || gone.has(resource);
-      if (!entry.retried && movable && next !== undefined) {
+      if (!entry.retried && movable && entry.payload !== "" && next !== undefined) {
         entry.request = { ...entry.request, resource: next };
         entry.retried = true;
         return { status: "resent", resource: next, type: entry.request.type, payload: entry.payload };
       }
-      settle(member, "replied", now);
+      entry.outcome = "replied";
+      hold(member, entry, op, answer, now);
       return { status: "claimed", request: entry.request };
     },
 
-    async claimExpired(now, limit) {
+    async sweep(now, limit, op) {
       purge(now);
-      const claimed: PendingRequest[] = [];
-      for (const [member, deadline] of deadlines) {
-        if (deadline > now || claimed.length >= limit) break;
-        deadlines.delete(member);
-        const entry = livePending(member, now);
-        if (entry) {
-          settle(member, "timeout", now);
-          claimed.push(entry.request);
-        }
+      const due: DueAnswer[] = [];
+      // Collected first: handing out re-inserts into the lease index being walked.
+      const expired: string[] = [];
+      for (const [member, lease] of leases) {
+        if (lease > now || expired.length >= limit) break;
+        expired.push(member);
       }
-      return claimed;
+      for (const [member, deadline] of deadlines) {
+        if (deadline > now || expired.length >= limit) break;
+        expired.push(member);
+      }
+      for (const member of expired) {
+        const entry = liveEntry(member, now);
+        if (!entry) {
+          deadlines.delete(member);
+          leases.delete(member);
+          continue;
+        }
+        const redelivery = entry.state === "answering";
+        if (redelivery && entry.tries >= MAX_TRIES) {
+          bury(member, entry.outcome, entry.fop, now);
+          continue;
+        }
+        if (!redelivery) entry.outcome = "timeout";
+        hold(member, entry, op, redelivery ? entry.answer : null, now);
+        due.push({ request: entry.request, answer: entry.answer, redelivery });
+      }
+      return { epoch, due };
+    },
+
+    async ack(answers) {
+      const now = Date.now();
+      for (const { requester, id, op } of answers) {
+        const member = memberOf(requester, id);
+        const entry = live.get(member);
+        if (entry?.state === "answering" && entry.op === op) bury(member, entry.outcome, entry.fop, now);
+      }
     },
 
     async epoch() {
@@ -205,22 +302,26 @@ export function createMemoryStore({
     },
     async claimLost({ requester, id }, now) {
       const member = memberOf(requester, id);
-      if (!livePending(member, now) && liveTombstone(member, now)) return false;
-      settle(member, "timeout", now);
+      const entry = liveEntry(member, now);
+      if (entry?.state === "answering" || (!entry && liveTombstone(member, now))) return false;
+      if (entry) count(requester, -1);
+      bury(member, "timeout", "", now);
       return true;
     },
     async restoreAnswered() {
       // The in-process store never loses its data without its process.
     },
     async pendingCount() {
-      return deadlines.size;
+      return deadlines.size + leases.size;
     },
     async ping() {},
     async close() {
       resources.clear();
-      pending.clear();
+      live.clear();
       deadlines.clear();
+      leases.clear();
       tombstones.clear();
+      counts.clear();
     },
   };
 }

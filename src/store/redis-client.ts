@@ -34,8 +34,11 @@ const retry = (attempt: number) => Math.min(100 * attempt, 2_000);
 
 /** The options of every connection to a Redis server, whatever the topology. */
 const FAIL_FAST = {
-  // Do not resend a command that was in flight when the connection dropped: fail it, the caller answers.
+  // Do not resend a command that was in flight when the connection dropped: fail it, the caller decides.
   maxRetriesPerRequest: 0,
+  // ioredis otherwise writes those commands again after reconnecting, although their callers were already told
+  // they failed: a forward answered with an error would then still be recorded, a claim still be made.
+  autoResendUnfulfilledCommands: false,
   // A Redis that accepts but does not answer (overloaded, half-open) must not stall requests.
   commandTimeout: 1_000,
   // A connection attempt that gets no answer is abandoned and retried.

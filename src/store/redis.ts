@@ -1,20 +1,23 @@
 /**
  * The Redis store: shared by every replica of one component domain. Each multi-step change is one Lua script
- * (./lua); every key comes from keys.ts and carries a TTL as a safety net.
+ * (./lua, one typed method each in scripts.ts); every key comes from keys.ts and carries a TTL as a safety net.
  */
 import { randomUUID } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
 import type { Keys } from "./keys.js";
-import { defineScripts } from "./scripts.js";
+import { describeRedisError, outcomeOf } from "./outcome.js";
+import { defineScripts, type ScriptCommands } from "./scripts.js";
 import {
   type ClaimResult,
   DEFAULT_TTLS,
+  type DueAnswer,
   type FailoverResult,
   type ForwardResult,
   type IqRequestType,
   type MovedRequest,
   type PendingRequest,
   type Store,
+  type StoreLimits,
   type StoreTtls,
   StoreUnavailableError,
 } from "./types.js";
@@ -23,41 +26,93 @@ export interface RedisStoreDeps {
   redis: Redis | Cluster;
   keys: Keys;
   ttls?: StoreTtls;
+  limits?: StoreLimits;
+  /**
+   * Durability (REDIS_WAIT_REPLICAS, REDIS_WAIT_TIMEOUT_MS): every script that changes state is followed, in the
+   * same round trip, by `WAIT replicas timeout`; fewer acknowledging replicas make the outcome unknown.
+   */
+  wait?: { readonly replicas: number; readonly timeoutMs: number };
 }
 
-export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: RedisStoreDeps): Store {
+export const NO_LIMITS: StoreLimits = Object.freeze({ perRequester: 1e12, total: 1e12 });
+
+/** Pending records scanned per call when a resource goes away: a few ms of Redis time each. */
+const GONE_CHUNK = 500;
+
+type Script = keyof ScriptCommands;
+
+export function createRedisStore(deps: RedisStoreDeps): Store {
+  const { redis: client, keys, ttls = DEFAULT_TTLS, limits = NO_LIMITS, wait } = deps;
   const redis = defineScripts(client);
-  const deadlineIndexTtl = ttls.presenceMs + ttls.recordGraceMs;
+  const indexTtl = ttls.presenceMs + ttls.recordGraceMs;
 
   /** Every failure of the store becomes one error type, with no URL or password in its message. */
   async function call<T>(what: string, op: () => Promise<T>): Promise<T> {
     try {
       return await op();
     } catch (err) {
-      throw new StoreUnavailableError(`Redis ${what} failed: ${describe(err)}`, { cause: err });
+      if (err instanceof StoreUnavailableError) throw err;
+      throw new StoreUnavailableError(`Redis ${what} failed: ${describeRedisError(err)}`, {
+        cause: err,
+        outcome: outcomeOf(err),
+      });
     }
   }
 
-  return {
-    resourceAvailable: (resource, now) =>
-      call("presence", () =>
-        redis.resourceAvailable(keys.resources, keys.subscription, keys.gone, resource, now, ttls.presenceMs),
-      ).then(() => {}),
-    async resourceUnavailable(resource, now, pick) {
-      const flat = await call("presence", () =>
-        redis.resourceGone(
-          keys.resources,
-          keys.gone,
-          keys.deadlines,
-          now,
-          ttls.presenceMs,
-          resource,
-          keys.recordPrefix,
-          pick,
-        ),
+  /** A script that changes state, made durable with WAIT when configured (one round trip either way). */
+  async function write<K extends Script>(
+    what: string,
+    name: K,
+    ...args: Parameters<ScriptCommands[K]>
+  ): Promise<Awaited<ReturnType<ScriptCommands[K]>>> {
+    type R = Awaited<ReturnType<ScriptCommands[K]>>;
+    const script = redis[name] as unknown as (...a: unknown[]) => Promise<R>;
+    if (!wait || wait.replicas === 0) return call<R>(what, () => script.apply(redis, args));
+    const durable = async (): Promise<unknown> => {
+      const pipeline = client.pipeline() as unknown as Record<string, (...a: unknown[]) => unknown> & {
+        wait(replicas: number, timeout: number): unknown;
+        exec(): Promise<Array<[Error | null, unknown]> | null>;
+      };
+      (pipeline[name] as (...a: unknown[]) => unknown)(...args);
+      pipeline.wait(wait.replicas, wait.timeoutMs);
+      const results = (await pipeline.exec()) ?? [];
+      const [scriptError, result] = results[0] ?? [new Error("no reply"), null];
+      if (scriptError) throw scriptError;
+      const [waitError, acknowledged] = results[1] ?? [new Error("no reply"), 0];
+      if (waitError || Number(acknowledged) < wait.replicas) {
+        throw new StoreUnavailableError(
+          `Redis ${what}: acknowledged by ${Number(acknowledged) || 0} of ${wait.replicas} replicas`,
+          { outcome: "unknown" },
+        );
+      }
+      return result;
+    };
+    return call<R>(what, durable as () => Promise<R>);
+  }
+
+  const leaseEnd = (now: number) => now + ttls.answerLeaseMs;
+
+  async function resourceGone(resource: string, now: number, pick: number): Promise<MovedRequest[]> {
+    const moved: MovedRequest[] = [];
+    let cursor = 0;
+    do {
+      const flat = await write(
+        "presence",
+        "resourceGone",
+        keys.resources,
+        keys.gone,
+        keys.deadlines,
+        now,
+        ttls.presenceMs,
+        resource,
+        keys.recordPrefix,
+        pick,
+        cursor,
+        GONE_CHUNK,
+        ttls.goneMs,
       );
-      const moved: MovedRequest[] = [];
-      for (let i = 0; i + 4 <= flat.length; i += 4) {
+      cursor = Number(flat[0] ?? 0);
+      for (let i = 1; i + 4 <= flat.length; i += 4) {
         moved.push({
           requester: flat[i] ?? "",
           id: flat[i + 1] ?? "",
@@ -65,23 +120,26 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
           payload: flat[i + 3] ?? "",
         });
       }
-      return moved;
-    },
-    clearResources: (now) =>
-      call("presence", () =>
-        redis.resourceGone(
-          keys.resources,
-          keys.gone,
-          keys.deadlines,
-          now,
-          ttls.presenceMs,
-          "",
-          keys.recordPrefix,
-          0,
-        ),
+    } while (cursor > 0);
+    return moved;
+  }
+
+  return {
+    resourceAvailable: (resource, now) =>
+      write(
+        "presence",
+        "resourceAvailable",
+        keys.resources,
+        keys.subscription,
+        keys.gone,
+        resource,
+        now,
+        ttls.presenceMs,
       ).then(() => {}),
+    resourceUnavailable: (resource, now, pick) => resourceGone(resource, now, pick),
+    clearResources: (now) => resourceGone("", now, 0).then(() => {}),
     expireResources: (since, now) =>
-      call("presence", () => redis.expireResources(keys.resources, keys.gone, since, now, ttls.presenceMs)),
+      write("presence", "expireResources", keys.resources, keys.gone, since, now, ttls.presenceMs),
     onlineResources: () => call("presence", () => redis.hkeys(keys.resources)).then((list) => list.sort()),
     async setSubscriptionApproved(approved) {
       if (approved)
@@ -91,89 +149,140 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
     subscriptionApproved: () =>
       call("subscription", () => redis.get(keys.subscription)).then((v) => v === "1"),
 
-    async forward({ requester, id, to, type, now, deadline, pick, payload }): Promise<ForwardResult> {
+    async forward({ requester, id, to, type, now, deadline, pick, payload, op }): Promise<ForwardResult> {
       const member = keys.member(requester, id);
       const recordTtl = Math.max(1, deadline - now) + ttls.recordGraceMs;
-      const [status, resource] = await call("forward", () =>
-        redis.forward(
-          keys.resources,
-          keys.record(member),
-          keys.deadlines,
-          keys.subscription,
-          requester,
-          id,
-          to,
-          type,
-          deadline,
-          pick,
-          member,
-          recordTtl,
-          deadlineIndexTtl,
-          payload,
-        ),
+      const [status, detail] = await write(
+        "forward",
+        "forward",
+        keys.resources,
+        keys.record(member),
+        keys.deadlines,
+        keys.subscription,
+        keys.counts,
+        requester,
+        id,
+        to,
+        type,
+        deadline,
+        pick,
+        member,
+        recordTtl,
+        indexTtl,
+        payload,
+        op,
+        bareOf(requester),
+        limits.perRequester,
+        limits.total,
       );
-      if (status === "forwarded" && resource !== undefined) return { status, resource };
-      if (status === "duplicate" || status === "presence-unknown") return { status };
+      if (status === "forwarded" && detail) return { status, resource: detail };
+      if (status === "limited") return { status, scope: detail === "total" ? "total" : "requester" };
+      if (status === "duplicate" || status === "presence-unknown" || status === "answered") return { status };
       return { status: "no-resource" };
     },
 
-    async claimReply({ requester, id, resource }): Promise<ClaimResult> {
+    async claimReply({ requester, id, resource, now, op, answer }): Promise<ClaimResult> {
       const member = keys.member(requester, id);
-      const reply = await call("claim", () =>
-        redis.claim(keys.record(member), keys.deadlines, resource, member, ttls.tombstoneMs),
+      const reply = await write(
+        "claim",
+        "claim",
+        keys.record(member),
+        keys.deadlines,
+        keys.counts,
+        resource,
+        member,
+        op,
+        answer,
+        now,
+        leaseEnd(now),
       );
-      const status = reply[0];
-      if (status === "claimed") return { status, request: decode(reply, 1) };
-      if (status === "duplicate" || status === "late" || status === "wrong-resource") return { status };
-      return { status: "unknown" };
+      return claimOf(reply);
     },
 
-    async failover({ requester, id, resource, pick }): Promise<FailoverResult> {
+    async failover({ requester, id, resource, pick, now, op, answer }): Promise<FailoverResult> {
       const member = keys.member(requester, id);
-      const reply = await call("failover", () =>
-        redis.failover(
-          keys.resources,
-          keys.record(member),
-          keys.gone,
-          keys.deadlines,
-          resource,
-          pick,
-          member,
-          ttls.tombstoneMs,
-        ),
+      const reply = await write(
+        "failover",
+        "failover",
+        keys.resources,
+        keys.record(member),
+        keys.gone,
+        keys.deadlines,
+        keys.counts,
+        resource,
+        pick,
+        member,
+        op,
+        answer,
+        now,
+        leaseEnd(now),
       );
-      const status = reply[0];
-      if (status === "resent") {
-        return { status, resource: reply[1] ?? "", type: reply[2] as IqRequestType, payload: reply[3] ?? "" };
+      if (reply[0] === "resent") {
+        return {
+          status: "resent",
+          resource: reply[1] ?? "",
+          type: reply[2] as IqRequestType,
+          payload: reply[3] ?? "",
+        };
       }
-      if (status === "claimed") return { status, request: decode(reply, 1) };
-      if (status === "duplicate" || status === "late" || status === "wrong-resource") return { status };
-      return { status: "unknown" };
+      return claimOf(reply);
     },
 
-    async claimExpired(now, limit) {
-      const flat = await call("sweep", () =>
-        redis.sweep(keys.deadlines, now, limit, keys.recordPrefix, ttls.tombstoneMs),
+    async sweep(now, limit, op) {
+      const flat = await write(
+        "sweep",
+        "sweep",
+        keys.deadlines,
+        keys.epoch,
+        keys.counts,
+        now,
+        limit,
+        keys.recordPrefix,
+        op,
+        leaseEnd(now),
+        randomUUID(),
+        indexTtl,
+        ttls.tombstoneMs,
       );
-      const claimed: PendingRequest[] = [];
-      for (let i = 0; i + 6 <= flat.length; i += 6) claimed.push(decode(flat, i));
-      return claimed;
+      const due: DueAnswer[] = [];
+      for (let i = 1; i + 8 <= flat.length; i += 8) {
+        const answer = flat[i + 6] ?? "";
+        due.push({
+          request: decode(flat, i),
+          answer: answer === "" ? null : answer,
+          redelivery: flat[i + 7] === "1",
+        });
+      }
+      return { epoch: flat[0] ?? "", due };
     },
 
-    epoch: () =>
-      call("epoch", () => redis.epoch(keys.epoch, randomUUID(), ttls.presenceMs + ttls.recordGraceMs)),
-    async claimLost({ requester, id, to }) {
+    async ack(answers) {
+      for (let i = 0; i < answers.length; i += 500) {
+        const pairs = answers
+          .slice(i, i + 500)
+          .flatMap(({ requester, id, op }) => [keys.member(requester, id), op]);
+        await write("ack", "ack", keys.deadlines, keys.recordPrefix, ttls.tombstoneMs, ...pairs);
+      }
+    },
+
+    epoch: () => write("epoch", "epoch", keys.epoch, randomUUID(), indexTtl),
+    async claimLost({ requester, id }) {
       const member = keys.member(requester, id);
-      const claimed = await call("claim", () =>
-        redis.claimLost(keys.record(member), keys.deadlines, member, ttls.tombstoneMs, requester, id, to),
+      return (
+        (await write("claim", "claimLost", keys.record(member), keys.deadlines, member, ttls.tombstoneMs)) ===
+        1
       );
-      return claimed === 1;
     },
     async restoreAnswered(answered) {
       for (let i = 0; i < answered.length; i += 500) {
         const members = answered.slice(i, i + 500).map(({ requester, id }) => keys.member(requester, id));
-        await call("restore", () =>
-          redis.restoreAnswered(keys.deadlines, keys.recordPrefix, ttls.tombstoneMs, ...members),
+        await write(
+          "restore",
+          "restoreAnswered",
+          keys.deadlines,
+          keys.recordPrefix,
+          ttls.tombstoneMs,
+          ...members,
         );
       }
     },
@@ -184,6 +293,19 @@ export function createRedisStore({ redis: client, keys, ttls = DEFAULT_TTLS }: R
       await client.quit().catch(() => client.disconnect());
     },
   };
+}
+
+/** The bare JID of a full JID (RFC 7622 section 3.1: the resource starts at the first '/'). */
+const bareOf = (jid: string) => {
+  const slash = jid.indexOf("/");
+  return slash < 0 ? jid : jid.slice(0, slash);
+};
+
+function claimOf(reply: Array<string | null>): ClaimResult {
+  const status = reply[0];
+  if (status === "claimed") return { status, request: decode(reply, 1) };
+  if (status === "duplicate" || status === "late" || status === "wrong-resource") return { status };
+  return { status: "unknown" };
 }
 
 /** Six fields from a script reply: requester, id, to, type, resource, deadline. */
@@ -197,10 +319,4 @@ function decode(fields: Array<string | null>, at: number): PendingRequest {
     resource: field(4),
     deadline: Number(field(5)),
   };
-}
-
-function describe(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  // ioredis messages may quote the connection URL; keep only the reason.
-  return message.replace(/rediss?:\/\/\S*/g, "<redis>").slice(0, 200);
 }

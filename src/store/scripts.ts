@@ -2,6 +2,8 @@
  * Loads the Lua scripts of ./lua into an ioredis client with `defineCommand`: one script per file, named
  * `name-<numKeys>.lua`. ioredis sends EVALSHA and falls back to EVAL when the server lost its script cache
  * (a restarted or failed-over Redis), so the scripts survive that.
+ *
+ * Each script is one typed method: KEYS first, then ARGV, in the order of the script's header.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -9,18 +11,111 @@ import type { Cluster, Redis } from "ioredis";
 
 const LUA_DIR = fileURLToPath(new URL("./lua/", import.meta.url));
 
+type Arg = string | number;
+type Reply = Array<string | null>;
+
 export interface ScriptCommands {
-  forward(...args: Array<string | number>): Promise<string[]>;
-  claim(...args: Array<string | number>): Promise<Array<string | null>>;
-  sweep(...args: Array<string | number>): Promise<Array<string | null>>;
-  resourceAvailable(...args: Array<string | number>): Promise<number>;
-  resourceGone(...args: Array<string | number>): Promise<Array<string | null>>;
-  expireResources(...args: Array<string | number>): Promise<string[]>;
-  epoch(...args: Array<string | number>): Promise<string>;
-  claimLost(...args: Array<string | number>): Promise<number>;
-  restoreAnswered(...args: Array<string | number>): Promise<number>;
-  failover(...args: Array<string | number>): Promise<Array<string | null>>;
+  // prettier-ignore
+  forward(
+    resources: string,
+    record: string,
+    deadlines: string,
+    subscription: string,
+    counts: string,
+    requester: string,
+    id: string,
+    to: string,
+    type: string,
+    deadline: number,
+    pick: number,
+    member: string,
+    recordTtl: number,
+    indexTtl: number,
+    payload: string,
+    op: string,
+    bare: string,
+    perRequester: number,
+    total: number,
+  ): Promise<Reply>;
+  claim(
+    record: string,
+    deadlines: string,
+    counts: string,
+    resource: string,
+    member: string,
+    op: string,
+    answer: string,
+    now: number,
+    leaseEnd: number,
+  ): Promise<Reply>;
+  failover(
+    resources: string,
+    record: string,
+    gone: string,
+    deadlines: string,
+    counts: string,
+    resource: string,
+    pick: number,
+    member: string,
+    op: string,
+    answer: string,
+    now: number,
+    leaseEnd: number,
+  ): Promise<Reply>;
+  sweep(
+    deadlines: string,
+    epoch: string,
+    counts: string,
+    now: number,
+    limit: number,
+    recordPrefix: string,
+    op: string,
+    leaseEnd: number,
+    newEpoch: string,
+    epochTtl: number,
+    tombstoneTtl: number,
+  ): Promise<Reply>;
+  ack(deadlines: string, recordPrefix: string, tombstoneTtl: number, ...memberOps: string[]): Promise<number>;
+  resourceAvailable(
+    resources: string,
+    subscription: string,
+    gone: string,
+    resource: string,
+    now: number,
+    ttl: number,
+  ): Promise<number>;
+  resourceGone(
+    resources: string,
+    gone: string,
+    deadlines: string,
+    now: number,
+    ttl: number,
+    resource: string,
+    recordPrefix: string,
+    pick: number,
+    cursor: number,
+    chunk: number,
+    goneMs: number,
+  ): Promise<Reply>;
+  expireResources(
+    resources: string,
+    gone: string,
+    since: number,
+    now: number,
+    ttl: number,
+  ): Promise<string[]>;
+  epoch(epoch: string, newEpoch: string, ttl: number): Promise<string>;
+  claimLost(record: string, deadlines: string, member: string, tombstoneTtl: number): Promise<number>;
+  restoreAnswered(
+    deadlines: string,
+    recordPrefix: string,
+    tombstoneTtl: number,
+    ...members: string[]
+  ): Promise<number>;
 }
+
+/** The script commands of a client or of a pipeline built on it. */
+export type WithScripts<T> = T & { [K in keyof ScriptCommands]: (...args: Arg[]) => T };
 
 export function defineScripts(redis: Redis | Cluster): Redis & ScriptCommands {
   for (const file of readdirSync(LUA_DIR)) {

@@ -36,8 +36,24 @@ export interface ForwardInput {
    * atomically with the record.
    */
   readonly pick: number;
-  /** The request's child element, serialized: kept so that a failover can send the request again. */
+  /**
+   * The request's child element, serialized: kept so that a failover can send the request again. Empty when it
+   * is larger than MAX_KEPT_PAYLOAD_BYTES: the request is forwarded but never sent again.
+   */
   readonly payload: string;
+  /**
+   * Names this forwarding: the same on every retry of a call whose outcome was unknown, so that a retry returns
+   * what the first execution did (README, "Unknown outcomes").
+   */
+  readonly op: string;
+}
+
+/** Admission limits the store enforces atomically with recording a request, across all replicas. */
+export interface StoreLimits {
+  /** Pending requests per requester bare JID. */
+  readonly perRequester: number;
+  /** Pending requests in total. */
+  readonly total: number;
 }
 
 /** A pending `get` moved to another resource because its resource went away. */
@@ -55,6 +71,9 @@ export interface FailoverInput {
   readonly resource: string;
   readonly pick: number;
   readonly now: number;
+  /** As in ClaimInput: the bounce is kept as the answer when it is passed to the requester. */
+  readonly op: string;
+  readonly answer: string;
 }
 
 export type FailoverResult =
@@ -77,7 +96,11 @@ export type ForwardResult =
    */
   | { readonly status: "presence-unknown" }
   /** A request with the same (requester, id) is still pending. Nothing was changed. */
-  | { readonly status: "duplicate" };
+  | { readonly status: "duplicate" }
+  /** A retry of this op: the first execution recorded it, and it has been answered since (by the sweep). */
+  | { readonly status: "answered" }
+  /** An admission limit is reached (StoreLimits). Nothing was recorded. */
+  | { readonly status: "limited"; readonly scope: "requester" | "total" };
 
 export interface ClaimInput {
   readonly requester: string;
@@ -85,10 +108,41 @@ export interface ClaimInput {
   /** The resource of the implementing account the reply came from. */
   readonly resource: string;
   readonly now: number;
+  /** Names this claim: a retry with the same op returns "claimed" again while the claim's lease runs. */
+  readonly op: string;
+  /** The reply as received, serialized: kept until acknowledged, so another replica can deliver it. */
+  readonly answer: string;
+}
+
+/**
+ * An answer handed to one caller by the sweep: a timeout due, or an answer whose lease ended unacknowledged.
+ * The caller sends it and acknowledges it with `ack`.
+ */
+export interface DueAnswer {
+  readonly request: PendingRequest;
+  /** The reply kept by claimReply or failover, as received; null for the timeout answer. */
+  readonly answer: string | null;
+  /** True when this answer was handed out before: the earlier holder may or may not have sent it. */
+  readonly redelivery: boolean;
+}
+
+export interface SweepResult {
+  /** The store's epoch, read in the same step (see `epoch`). */
+  readonly epoch: string;
+  readonly due: DueAnswer[];
+}
+
+export interface AckInput {
+  readonly requester: string;
+  readonly id: string;
+  readonly op: string;
 }
 
 export type ClaimResult =
-  /** This caller, and no other, now owns the answer. */
+  /**
+   * This caller, and no other, now holds the answer, for the answer lease: it sends it and acknowledges it
+   * (`ack`); unacknowledged, the sweep hands it to another replica when the lease ends.
+   */
   | { readonly status: "claimed"; readonly request: PendingRequest }
   /** Never pending here, or its record is gone. */
   | { readonly status: "unknown" }
@@ -133,10 +187,13 @@ export interface Store {
    */
   failover(input: FailoverInput): Promise<FailoverResult>;
   /**
-   * Claim up to `limit` requests whose deadline is at or before `now`, atomically: a request returned here is
-   * returned to no other caller, and a reply arriving afterwards is `late`. Records already gone are skipped.
+   * Hands out up to `limit` due answers, atomically, each to this caller only, under `op`: the timeout of every
+   * request whose deadline is at or before `now` (a reply arriving afterwards is `late`), and every answer whose
+   * lease ended unacknowledged. Also reads the epoch, so that data loss is noticed within one sweep.
    */
-  claimExpired(now: number, limit: number): Promise<PendingRequest[]>;
+  sweep(now: number, limit: number, op: string): Promise<SweepResult>;
+  /** The answers were sent: they become tombstones. One call for a batch; an op that lost its lease is skipped. */
+  ack(answers: readonly AckInput[]): Promise<void>;
   /** How many requests are pending. */
   pendingCount(): Promise<number>;
 
@@ -169,6 +226,14 @@ export interface StoreTtls {
   readonly tombstoneMs: number;
   /** How long the resource set and subscription flag live without being written. */
   readonly presenceMs: number;
+  /**
+   * How long a claimed answer belongs to the replica that claimed it before the sweep hands it to another: longer
+   * than sending and acknowledging takes, short enough that a requester whose answer was stranded by a killed
+   * replica or a dropped link gets it a few seconds late rather than never.
+   */
+  readonly answerLeaseMs: number;
+  /** How long a resource's unavailable presence is remembered (failover of a `set`). */
+  readonly goneMs: number;
 }
 
 /**
@@ -181,16 +246,26 @@ export function storeTtls(iqTimeoutMs: number): StoreTtls {
     recordGraceMs: 10 * 60_000,
     tombstoneMs: Math.max(60_000, iqTimeoutMs + 30_000),
     presenceMs: 24 * 60 * 60_000,
+    answerLeaseMs: 3_000,
+    goneMs: Math.max(60_000, 2 * iqTimeoutMs),
   });
 }
 
 /** The lifetimes for the default IQ_TIMEOUT_MS (30 s). */
 export const DEFAULT_TTLS: StoreTtls = storeTtls(30_000);
 
-/** Thrown by a store that cannot be reached, so callers can answer with a `wait` error at once. */
+/**
+ * Thrown by a store that cannot be reached. `outcome` says what became of the call:
+ * - "not-executed": the store refused it or it was never sent (disconnected): nothing changed;
+ * - "unknown": it was sent, and no answer came (timeout, connection lost, not replicated in time): it may have
+ *   run, or may still run. The caller must not guess: it retries with the same op, or leaves the request to the
+ *   sweep (README, "Unknown outcomes").
+ */
 export class StoreUnavailableError extends Error {
   override readonly name = "StoreUnavailableError";
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  readonly outcome: "not-executed" | "unknown";
+  constructor(message: string, options: { cause?: unknown; outcome: "not-executed" | "unknown" }) {
+    super(message, { cause: options.cause });
+    this.outcome = options.outcome;
   }
 }

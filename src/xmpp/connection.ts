@@ -29,6 +29,11 @@ export interface XmppConnection {
   readonly state: ConnectionState;
   /** Sends a stanza; false when not connected (the stanza is not sent). */
   send(stanza: Element): boolean;
+  /**
+   * Sends a stanza and resolves once it was written to the socket (true), or was not (false: not connected, or
+   * the write failed). XEP-0114 has no acknowledgements: this is as far as the component can know.
+   */
+  write(stanza: Element): Promise<boolean>;
   start(): void;
   stop(): Promise<void>;
   on(event: "online", listener: () => void): void;
@@ -149,6 +154,16 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
       if (state !== "connected" || client.status !== "online") return false;
       client.send(stanza).catch((err: Error) => log.warn({ err: { message: err.message } }, "send failed"));
       return true;
+    },
+    write(stanza) {
+      if (state !== "connected" || client.status !== "online") return Promise.resolve(false);
+      return client.send(stanza).then(
+        () => true,
+        (err: Error) => {
+          log.warn({ err: { message: err.message } }, "send failed");
+          return false;
+        },
+      );
     },
     start() {
       void attempt();

@@ -65,6 +65,36 @@ export const ERRORS = Object.freeze({
     condition: "feature-not-implemented",
     text: "The proxy forwards IQ requests only",
   },
+  /** The requester has MAX_PENDING_PER_REQUESTER requests pending already: nothing was forwarded. */
+  requesterLimit: {
+    type: "wait",
+    condition: "resource-constraint",
+    text: "Too many requests from this address are pending; retry when some are answered",
+  },
+  /** MAX_PENDING_TOTAL requests are pending: nothing was forwarded. */
+  totalLimit: {
+    type: "wait",
+    condition: "resource-constraint",
+    text: "The proxy has too many requests pending; retry later",
+  },
+  /** REQUESTER_ALLOW / REQUESTER_DENY refuse this requester. */
+  forbidden: {
+    type: "cancel",
+    condition: "forbidden",
+    text: "This address may not use the service",
+  },
+  /** The IQ id is longer than MAX_ID_LENGTH. */
+  idTooLong: {
+    type: "modify",
+    condition: "bad-request",
+    text: "The request id is too long for the proxy",
+  },
+  /** The payload cannot be handled (e.g. nested too deeply to serialize). */
+  unreadablePayload: {
+    type: "modify",
+    condition: "bad-request",
+    text: "The request's payload cannot be handled by the proxy",
+  },
   /** RFC 6120 section 8.2.3: an IQ get/set must carry an id and exactly one child element. */
   badRequest: {
     type: "modify",

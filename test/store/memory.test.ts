@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createMemoryStore } from "../../src/store/memory.js";
-import { forwardInput } from "./requests.js";
+import { CLAIM, forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
-storeSuite("in-process", async () => ({ store: createMemoryStore(), cleanup: async () => {} }));
+storeSuite("in-process", async (limits) => ({
+  store: createMemoryStore({ limits }),
+  cleanup: async () => {},
+}));
 
 describe("in-process store specifics", () => {
   it("keeps at most maxTombstones answered requests, forgetting the oldest first", async () => {
@@ -15,11 +18,12 @@ describe("in-process store specifics", () => {
     for (const id of ids) {
       const forwarded = await store.forward(forwardInput(id, now, { requester: "u@x/y" }));
       assert.deepEqual(forwarded, { status: "forwarded", resource: "a" });
-      const claimed = await store.claimReply({ requester: "u@x/y", id, resource: "a", now });
+      const claimed = await store.claimReply({ ...CLAIM, requester: "u@x/y", id, resource: "a", now });
       assert.equal(claimed.status, "claimed");
+      await store.ack([{ requester: "u@x/y", id, op: CLAIM.op }]);
     }
     const again = async (id: string) =>
-      (await store.claimReply({ requester: "u@x/y", id, resource: "a", now })).status;
+      (await store.claimReply({ ...CLAIM, requester: "u@x/y", id, resource: "a", now })).status;
     assert.deepEqual(await Promise.all(ids.map(again)), [
       "unknown",
       "unknown",

@@ -9,11 +9,11 @@ import { after, before, describe, it } from "node:test";
 import type { Cluster } from "ioredis";
 import { pino } from "pino";
 import { createKeys, type Keys } from "../../src/store/keys.js";
-import { createRedisStore } from "../../src/store/redis.js";
+import { createRedisStore, type RedisStoreDeps } from "../../src/store/redis.js";
 import { createRedisClient, onRedisReconnect } from "../../src/store/redis-client.js";
 import { StoreUnavailableError } from "../../src/store/types.js";
 import { type RedisCluster, startRedisCluster } from "../harness/redis-cluster.js";
-import { forwardInput } from "./requests.js";
+import { CLAIM, expired, forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
 const log = pino({ level: "silent" });
@@ -29,16 +29,20 @@ function connect(): Cluster {
   return createRedisClient({ mode: "cluster", nodes: cluster.nodes, log });
 }
 
-async function makeStore(prefix = `c${++prefixes}`, domain = "proxy.example.org") {
+async function makeStore(
+  prefix = `c${++prefixes}`,
+  domain = "proxy.example.org",
+  extra: Partial<RedisStoreDeps> = {},
+) {
   const redis = connect();
-  const store = createRedisStore({ redis, keys: createKeys(prefix, domain) });
+  const store = createRedisStore({ redis, keys: createKeys(prefix, domain), ...extra });
   // Commands fail fast until connected (no offline queue): wait for the connection first.
   if (redis.status !== "ready") await once(redis, "ready");
   return { redis, store };
 }
 
-storeSuite("Redis Cluster", async () => {
-  const { store } = await makeStore();
+storeSuite("Redis Cluster", async (limits) => {
+  const { store } = await makeStore(undefined, undefined, { limits });
   return { store, cleanup: () => store.close() };
 });
 
@@ -105,7 +109,7 @@ describe("Redis Cluster specifics", () => {
         );
         assert.equal((await store.forward(request("2", now, { to, pick: 0.9 }))).status, "forwarded");
         // The sweep and the resource-gone scripts build record keys from a prefix inside the script.
-        const swept = await store.claimExpired(now + 100, 10);
+        const swept = await expired(store, now + 100, 10);
         assert.deepEqual(
           swept.map((r) => [r.id, r.to]),
           [["1", to]],
@@ -116,6 +120,7 @@ describe("Redis Cluster specifics", () => {
           "the pending get moved to the other resource",
         );
         const claim = await store.claimReply({
+          ...CLAIM,
           requester: "user@example.org/desk",
           id: "2",
           resource: "a",

@@ -13,7 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { createKeys } from "../../src/store/keys.js";
-import { createRedisStore } from "../../src/store/redis.js";
+import { createRedisStore, type RedisStoreDeps } from "../../src/store/redis.js";
 import { createRedisClient, onRedisReconnect } from "../../src/store/redis-client.js";
 import { freePort, waitForPort } from "../harness/ports.js";
 import { terminate, track } from "../harness/processes.js";
@@ -91,14 +91,14 @@ async function startSentinel(masterPort: number) {
   return { port, child, dir };
 }
 
-async function makeStore(prefix = `s${++prefixes}`) {
+async function makeStore(prefix = `s${++prefixes}`, extra: Partial<RedisStoreDeps> = {}) {
   const redis = createRedisClient({
     mode: "sentinel",
     sentinels: [{ host: "127.0.0.1", port: sentinel.port }],
     name: NAME,
     log,
   });
-  const store = createRedisStore({ redis, keys: createKeys(prefix, "proxy.example.org") });
+  const store = createRedisStore({ redis, keys: createKeys(prefix, "proxy.example.org"), ...extra });
   if (redis.status !== "ready") await once(redis, "ready");
   return { redis, store };
 }
@@ -108,8 +108,8 @@ async function servingPort(redis: Redis): Promise<number> {
   return Number(/^tcp_port:(\d+)/m.exec(await redis.info("server"))?.[1]);
 }
 
-storeSuite("Redis Sentinel", async () => {
-  const { store } = await makeStore();
+storeSuite("Redis Sentinel", async (limits) => {
+  const { store } = await makeStore(undefined, { limits });
   return { store, cleanup: () => store.close() };
 });
 

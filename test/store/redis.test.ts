@@ -4,11 +4,11 @@ import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { createKeys } from "../../src/store/keys.js";
-import { createRedisStore } from "../../src/store/redis.js";
+import { createRedisStore, type RedisStoreDeps } from "../../src/store/redis.js";
 import { createRedisClient } from "../../src/store/redis-client.js";
 import { DEFAULT_TTLS, StoreUnavailableError } from "../../src/store/types.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
-import { forwardInput } from "./requests.js";
+import { CLAIM, expired, forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
 const log = pino({ level: "silent" });
@@ -20,16 +20,16 @@ before(async () => {
 });
 after(async () => server?.stop());
 
-async function makeStore(prefix = `t${++prefixes}`) {
+async function makeStore(prefix = `t${++prefixes}`, extra: Partial<RedisStoreDeps> = {}) {
   const redis = createRedisClient({ url: server.url, log });
-  const store = createRedisStore({ redis, keys: createKeys(prefix, "proxy.example.org") });
+  const store = createRedisStore({ redis, keys: createKeys(prefix, "proxy.example.org"), ...extra });
   // Commands fail fast until connected (no offline queue): wait for the connection first.
   if (redis.status !== "ready") await once(redis, "ready");
   return { redis, store };
 }
 
-storeSuite("Redis", async () => {
-  const { store } = await makeStore();
+storeSuite("Redis", async (limits) => {
+  const { store } = await makeStore(undefined, { limits });
   return { store, cleanup: () => store.close() };
 });
 
@@ -45,10 +45,10 @@ describe("Redis store specifics", () => {
     await store.forward(
       forwardInput("2", now, { requester: "u@x/y", to: "proxy.example.org", deadline: now + 1000 }),
     );
-    await store.claimReply({ requester: "u@x/y", id: "1", resource: "a", now });
+    await store.claimReply({ ...CLAIM, requester: "u@x/y", id: "1", resource: "a", now });
     const admin = new Redis(server.url);
     const keys = await admin.keys("ttl:*");
-    assert.equal(keys.length, 5, keys.join(", "));
+    assert.equal(keys.length, 6, keys.join(", "));
     for (const key of keys) {
       assert.ok(key.startsWith("ttl:{proxy.example.org}:"), key);
       assert.ok((await admin.pttl(key)) > 0, `${key} has a TTL`);
@@ -68,15 +68,20 @@ describe("Redis store specifics", () => {
     await forward("timed-out", now - 1);
     await forward("bounced");
     assert.equal(
-      (await store.claimReply({ requester: "u@x/y", id: "replied", resource: "a", now })).status,
+      (await store.claimReply({ ...CLAIM, requester: "u@x/y", id: "replied", resource: "a", now })).status,
       "claimed",
     );
-    assert.equal((await store.claimExpired(now, 10)).length, 1);
+    assert.equal((await expired(store, now, 10)).length, 1);
     assert.equal(
-      (await store.failover({ requester: "u@x/y", id: "bounced", resource: "a", pick: 0, now })).status,
+      (await store.failover({ ...CLAIM, requester: "u@x/y", id: "bounced", resource: "a", pick: 0, now }))
+        .status,
       "claimed",
       "a bounced set is passed back, not moved",
     );
+    await store.ack([
+      { requester: "u@x/y", id: "replied", op: CLAIM.op },
+      { requester: "u@x/y", id: "bounced", op: CLAIM.op },
+    ]);
     const admin = new Redis(server.url);
     const keys = createKeys("tomb", "proxy.example.org");
     for (const [id, state] of [
@@ -85,7 +90,8 @@ describe("Redis store specifics", () => {
       ["bounced", "replied"],
     ] as const) {
       const record = keys.record(`u@x/y\n${id}`);
-      assert.deepEqual(await admin.hgetall(record), { state }, id);
+      assert.deepEqual(Object.keys(await admin.hgetall(record)).sort(), ["fop", "state"], id);
+      assert.equal(await admin.hget(record, "state"), state, id);
       const ttl = await admin.pttl(record);
       assert.ok(ttl > DEFAULT_TTLS.tombstoneMs - 5000 && ttl <= DEFAULT_TTLS.tombstoneMs, `${id}: ${ttl} ms`);
     }

@@ -1,5 +1,5 @@
 /** The requests the store tests forward: a get from one requester, due a second after `now`. */
-import type { ForwardInput } from "../../src/store/types.js";
+import type { ForwardInput, PendingRequest, Store } from "../../src/store/types.js";
 
 export const forwardInput = (id: string, now: number, over: Partial<ForwardInput> = {}): ForwardInput => ({
   requester: "user@example.org/desk",
@@ -10,5 +10,20 @@ export const forwardInput = (id: string, now: number, over: Partial<ForwardInput
   deadline: now + 1000,
   pick: 0,
   payload: "<q/>",
+  op: `op-${id}-${Math.random().toString(36).slice(2)}`,
   ...over,
 });
+
+/**
+ * The requests whose answer a sweep at `now` hands out, acknowledged as the sweeper does once it has sent them
+ * (the answers due, without the lease details).
+ */
+export async function expired(store: Store, now: number, limit: number): Promise<PendingRequest[]> {
+  const op = `sweep-${Math.random().toString(36).slice(2)}`;
+  const requests = (await store.sweep(now, limit, op)).due.map((due) => due.request);
+  await store.ack(requests.map(({ requester, id }) => ({ requester, id, op })));
+  return requests;
+}
+
+/** What the tests claim with: one op and one kept reply for every claim unless said otherwise. */
+export const CLAIM = { op: "op-test", answer: "<iq type='result'/>" } as const;

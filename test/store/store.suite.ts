@@ -3,10 +3,10 @@
  */
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import type { ForwardInput, Store } from "../../src/store/types.js";
-import { forwardInput } from "./requests.js";
+import type { ForwardInput, Store, StoreLimits } from "../../src/store/types.js";
+import { CLAIM, expired, forwardInput } from "./requests.js";
 
-export type MakeStore = () => Promise<{ store: Store; cleanup(): Promise<void> }>;
+export type MakeStore = (limits?: StoreLimits) => Promise<{ store: Store; cleanup(): Promise<void> }>;
 
 const T0 = 1_700_000_000_000;
 const request = (id: string, over: Partial<ForwardInput> = {}) => forwardInput(id, T0, over);
@@ -67,7 +67,13 @@ export function storeSuite(name: string, make: MakeStore): void {
       assert.deepEqual(await store.forward(request("1")), { status: "no-resource" });
       assert.equal(await store.pendingCount(), 0);
       assert.deepEqual(
-        await store.claimReply({ requester: "user@example.org/desk", id: "1", resource: "a", now: T0 }),
+        await store.claimReply({
+          ...CLAIM,
+          requester: "user@example.org/desk",
+          id: "1",
+          resource: "a",
+          now: T0,
+        }),
         {
           status: "unknown",
         },
@@ -91,12 +97,19 @@ export function storeSuite(name: string, make: MakeStore): void {
         "forwarded",
       );
       const claim = await store.claimReply({
+        ...CLAIM,
         requester: "user@example.org/desk",
         id: "1",
         resource: "a",
         now: T0 + 10,
       });
       assert.equal(claim.status, "claimed");
+      assert.deepEqual(
+        await store.forward(request("1", { pick: 0.9 })),
+        { status: "duplicate" },
+        "its answer is still being delivered",
+      );
+      await store.ack([{ requester: "user@example.org/desk", id: "1", op: CLAIM.op }]);
       assert.deepEqual(await store.forward(request("1", { pick: 0.9 })), {
         status: "forwarded",
         resource: "b",
@@ -105,10 +118,10 @@ export function storeSuite(name: string, make: MakeStore): void {
 
     it("claims a reply exactly once, only from the resource asked, and returns the request", async () => {
       await store.forward(request("1", { to: "svc@proxy.example.org", type: "set" }));
-      const input = { requester: "user@example.org/desk", id: "1", resource: "b", now: T0 + 10 };
+      const input = { ...CLAIM, requester: "user@example.org/desk", id: "1", resource: "b", now: T0 + 10 };
       assert.deepEqual(await store.claimReply(input), { status: "wrong-resource" });
       const claims = await Promise.all(
-        Array.from({ length: 5 }, () => store.claimReply({ ...input, resource: "a" })),
+        Array.from({ length: 5 }, (_, i) => store.claimReply({ ...input, resource: "a", op: `c${i}` })),
       );
       const won = claims.filter((c) => c.status === "claimed");
       assert.equal(won.length, 1);
@@ -124,8 +137,17 @@ export function storeSuite(name: string, make: MakeStore): void {
         },
       });
       assert.ok(claims.filter((c) => c.status !== "claimed").every((c) => c.status === "duplicate"));
+      const op = `c${claims.findIndex((c) => c.status === "claimed")}`;
+      assert.deepEqual(
+        await store.claimReply({ ...input, resource: "a", op }),
+        won[0],
+        "a retry of the winning claim (its outcome unknown to the caller) wins again",
+      );
+      assert.equal(await store.pendingCount(), 1, "held until acknowledged");
+      await store.ack([{ requester: "user@example.org/desk", id: "1", op }]);
       assert.equal(await store.pendingCount(), 0);
-      assert.deepEqual(await store.claimExpired(T0 + 5000, 10), [], "an answered request never times out");
+      assert.equal((await store.claimReply({ ...input, resource: "a", op })).status, "duplicate");
+      assert.deepEqual(await expired(store, T0 + 5000, 10), [], "an answered request never times out");
     });
 
     it("sweeps due requests once, in deadline order, up to the limit, and then replies are late", async () => {
@@ -133,13 +155,13 @@ export function storeSuite(name: string, make: MakeStore): void {
       await store.forward(request("2", { deadline: T0 + 200 }));
       await store.forward(request("3", { deadline: T0 + 300 }));
       await store.forward(request("later", { deadline: T0 + 10_000 }));
-      assert.deepEqual(await store.claimExpired(T0 + 50, 10), [], "nothing due yet");
-      const first = await store.claimExpired(T0 + 1000, 2);
+      assert.deepEqual(await expired(store, T0 + 50, 10), [], "nothing due yet");
+      const first = await expired(store, T0 + 1000, 2);
       assert.deepEqual(
         first.map((r) => r.id),
         ["1", "2"],
       );
-      const rest = await Promise.all([store.claimExpired(T0 + 1000, 10), store.claimExpired(T0 + 1000, 10)]);
+      const rest = await Promise.all([expired(store, T0 + 1000, 10), expired(store, T0 + 1000, 10)]);
       assert.deepEqual(
         rest.flat().map((r) => r.id),
         ["3"],
@@ -147,6 +169,7 @@ export function storeSuite(name: string, make: MakeStore): void {
       );
       assert.equal(await store.pendingCount(), 1);
       const late = await store.claimReply({
+        ...CLAIM,
         requester: "user@example.org/desk",
         id: "1",
         resource: "a",
@@ -159,30 +182,31 @@ export function storeSuite(name: string, make: MakeStore): void {
     it("moves a bounced get once to another resource, and a set only after unavailable presence", async () => {
       const who = { requester: "user@example.org/desk", now: T0 + 10 };
       await store.forward(request("g", { pick: 0, payload: "<q xmlns='urn:x'>1</q>" }));
-      assert.deepEqual(await store.failover({ ...who, id: "g", resource: "b", pick: 0 }), {
+      assert.deepEqual(await store.failover({ ...CLAIM, ...who, id: "g", resource: "b", pick: 0 }), {
         status: "wrong-resource",
       });
-      assert.deepEqual(await store.failover({ ...who, id: "g", resource: "a", pick: 0 }), {
+      assert.deepEqual(await store.failover({ ...CLAIM, ...who, id: "g", resource: "a", pick: 0 }), {
         status: "resent",
         resource: "b",
         type: "get",
         payload: "<q xmlns='urn:x'>1</q>",
       });
       assert.deepEqual(await store.onlineResources(), ["b"], "the bouncing resource is no longer routed to");
-      const second = await store.failover({ ...who, id: "g", resource: "b", pick: 0 });
+      const second = await store.failover({ ...CLAIM, ...who, id: "g", resource: "b", pick: 0 });
       assert.equal(second.status, "claimed", "moved once only: the second bounce goes to the requester");
+      await store.ack([{ requester: who.requester, id: "g", op: CLAIM.op }]);
       assert.equal(await store.pendingCount(), 0);
 
       await store.resourceAvailable("a", T0);
       await store.forward(request("s1", { type: "set", pick: 0 }));
-      const set = await store.failover({ ...who, id: "s1", resource: "a", pick: 0 });
+      const set = await store.failover({ ...CLAIM, ...who, id: "s1", resource: "a", pick: 0 });
       assert.equal(set.status, "claimed", "a set that may have arrived is not sent twice");
 
       await store.resourceAvailable("a", T0);
       await store.resourceAvailable("b", T0);
       await store.forward(request("s2", { type: "set", pick: 0 }));
       await store.resourceUnavailable("a", T0 + 5, 0);
-      const proven = await store.failover({ ...who, id: "s2", resource: "a", pick: 0 });
+      const proven = await store.failover({ ...CLAIM, ...who, id: "s2", resource: "a", pick: 0 });
       assert.equal(proven.status, "resent", "unavailable presence first: the set never arrived");
     });
 
@@ -196,6 +220,7 @@ export function storeSuite(name: string, make: MakeStore): void {
       ]);
       assert.deepEqual(await store.onlineResources(), ["b"]);
       const claim = await store.claimReply({
+        ...CLAIM,
         requester: "user@example.org/desk",
         id: "g1",
         resource: "b",
@@ -218,24 +243,134 @@ export function storeSuite(name: string, make: MakeStore): void {
       assert.equal(await store.claimLost(lost, T0 + 5), false, "claimed once");
       await store.forward(request("answered"));
       await store.claimReply({
+        ...CLAIM,
         requester: "user@example.org/desk",
         id: "answered",
         resource: "a",
         now: T0 + 1,
       });
+      assert.equal(await store.claimLost({ ...lost, id: "answered" }, T0 + 5), false, "its answer is held");
+      await store.ack([{ requester: lost.requester, id: "answered", op: CLAIM.op }]);
       assert.equal(await store.claimLost({ ...lost, id: "answered" }, T0 + 5), false);
       await store.forward(request("pending"));
       assert.equal(await store.claimLost({ ...lost, id: "pending" }, T0 + 5), true);
-      assert.deepEqual(await store.claimExpired(T0 + 10_000, 10), [], "the sweep does not answer it again");
+      assert.deepEqual(await expired(store, T0 + 10_000, 10), [], "the sweep does not answer it again");
     });
 
     it("says unknown for a reply nobody asked for", async () => {
       assert.deepEqual(
-        await store.claimReply({ requester: "x@example.org/y", id: "nope", resource: "a", now: T0 }),
+        await store.claimReply({
+          ...CLAIM,
+          requester: "x@example.org/y",
+          id: "nope",
+          resource: "a",
+          now: T0,
+        }),
         {
           status: "unknown",
         },
       );
+    });
+
+    it("returns what a forward did when it is retried with the same op, and refuses another op", async () => {
+      const first = request("r", { pick: 0.9 });
+      assert.deepEqual(await store.forward(first), { status: "forwarded", resource: "b" });
+      assert.deepEqual(
+        await store.forward({ ...first, pick: 0 }),
+        { status: "forwarded", resource: "b" },
+        "a retry of an execution whose reply was lost: the same outcome, nothing recorded twice",
+      );
+      assert.deepEqual(await store.forward({ ...first, op: "another" }), { status: "duplicate" });
+      assert.equal(await store.pendingCount(), 1);
+      assert.equal((await expired(store, T0 + 5000, 10)).length, 1);
+      assert.deepEqual(
+        await store.forward(first),
+        { status: "answered" },
+        "retried after the sweep answered it: nothing to do, above all no second record",
+      );
+      assert.equal(await store.pendingCount(), 0);
+    });
+
+    it("holds a claimed answer for its lease and hands it out again, at most three times in all", async () => {
+      const requester = "user@example.org/desk";
+      await store.forward(request("h", { deadline: T0 + 60_000 }));
+      const claim = { ...CLAIM, requester, id: "h", resource: "a", answer: "<iq type='result' id='h'/>" };
+      assert.equal((await store.claimReply({ ...claim, now: T0 + 10 })).status, "claimed");
+      assert.deepEqual((await store.sweep(T0 + 1000, 10, "s1")).due, [], "the lease runs");
+      const handed = await store.sweep(T0 + 10 + 3_001, 10, "s2");
+      assert.deepEqual(
+        handed.due.map((due) => [due.request.id, due.answer, due.redelivery]),
+        [["h", "<iq type='result' id='h'/>", true]],
+      );
+      assert.equal(handed.epoch, await store.epoch(), "the sweep reads the epoch");
+      assert.equal(
+        (await store.claimReply({ ...claim, now: T0 + 3_020 })).status,
+        "duplicate",
+        "the first holder lost the answer to the sweep",
+      );
+      await store.ack([{ requester, id: "h", op: CLAIM.op }]);
+      assert.equal(await store.pendingCount(), 1, "an ack by an op that no longer holds it changes nothing");
+      assert.equal((await store.sweep(T0 + 7_000, 10, "s3")).due.length, 1, "second hand-out");
+      assert.deepEqual((await store.sweep(T0 + 11_000, 10, "s4")).due, [], "given up after three in all");
+      assert.equal(await store.pendingCount(), 0);
+      assert.equal((await store.claimReply({ ...claim, now: T0 + 12_000 })).status, "duplicate");
+    });
+
+    it("hands out a timeout once; its ack makes a late reply late", async () => {
+      const requester = "user@example.org/desk";
+      await store.forward(request("t", { deadline: T0 + 100 }));
+      const { due } = await store.sweep(T0 + 200, 10, "sw");
+      assert.deepEqual(
+        due.map((d) => [d.request.id, d.answer, d.redelivery]),
+        [["t", null, false]],
+      );
+      const reply = { ...CLAIM, requester, id: "t", resource: "a", now: T0 + 300 };
+      assert.equal((await store.claimReply(reply)).status, "late");
+      await store.ack([{ requester, id: "t", op: "sw" }]);
+      assert.equal((await store.claimReply(reply)).status, "late");
+      assert.deepEqual((await store.sweep(T0 + 60_000, 10, "later")).due, []);
+    });
+
+    it("does not move a request whose payload was too large to keep", async () => {
+      await store.forward(request("big", { pick: 0, payload: "" }));
+      assert.deepEqual(await store.resourceUnavailable("a", T0 + 1, 0), []);
+      await store.resourceAvailable("a", T0 + 2);
+      await store.forward(request("big2", { pick: 0, payload: "" }));
+      const bounce = { ...CLAIM, requester: "user@example.org/desk", id: "big2", resource: "a", pick: 0 };
+      assert.equal((await store.failover({ ...bounce, now: T0 + 3 })).status, "claimed");
+    });
+
+    it("refuses requests beyond the pending limits, per requester bare JID and in total", async () => {
+      const limited = await make({ perRequester: 2, total: 3 });
+      try {
+        const s = limited.store;
+        await s.resourceAvailable("a", T0);
+        const from = (requester: string, id: string) => s.forward(request(id, { requester }));
+        assert.equal((await from("u@example.org/one", "1")).status, "forwarded");
+        assert.equal((await from("u@example.org/two", "2")).status, "forwarded");
+        assert.deepEqual(
+          await from("u@example.org/three", "3"),
+          { status: "limited", scope: "requester" },
+          "counted per bare JID, whatever the resource",
+        );
+        assert.equal((await from("v@example.org/x", "4")).status, "forwarded");
+        assert.deepEqual(await from("w@example.org/x", "5"), { status: "limited", scope: "total" });
+        assert.equal(await s.pendingCount(), 3);
+        const claim = { ...CLAIM, requester: "u@example.org/one", id: "1", resource: "a", now: T0 + 1 };
+        assert.equal((await s.claimReply(claim)).status, "claimed");
+        assert.equal(
+          (await from("u@example.org/three", "3")).status,
+          "limited",
+          "the total still counts the answer being delivered",
+        );
+        await s.ack([{ requester: claim.requester, id: "1", op: CLAIM.op }]);
+        assert.equal((await from("u@example.org/three", "3")).status, "forwarded", "one left: one more");
+        await expired(s, T0 + 5_000, 10);
+        assert.equal(await s.pendingCount(), 0);
+        assert.equal((await from("u@example.org/again", "6")).status, "forwarded", "timeouts free the count");
+      } finally {
+        await limited.cleanup();
+      }
     });
   });
 }

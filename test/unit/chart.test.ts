@@ -64,7 +64,20 @@ const production: Values = merge(values, {
     prefix: "xcp-test",
     auth: { enabled: true, password: "redis-secret" },
   },
-  config: { iqTimeoutMs: 15000, logLevel: "debug", sweepIntervalMs: 200, shutdownGraceMs: 20000 },
+  config: {
+    iqTimeoutMs: 15000,
+    logLevel: "debug",
+    sweepIntervalMs: 200,
+    shutdownGraceMs: 20000,
+    maxPendingPerRequester: 50,
+    maxPendingTotal: 20000,
+    maxIdLength: 128,
+    maxKeptPayloadBytes: 0,
+    requesterAllow: ["example.org", "Partner.Example", "bob@elsewhere.example"],
+    requesterDeny: ["spam.example"],
+    redisWaitReplicas: 1,
+    redisWaitTimeoutMs: 50,
+  },
   podDisruptionBudget: { enabled: true },
   serviceMonitor: { enabled: true },
   prometheusRule: { enabled: true },
@@ -305,6 +318,16 @@ describe("helm chart: templates", () => {
       assert.equal(config.sweepIntervalMs, 200);
       assert.equal(config.shutdownGraceMs, 20000);
       assert.equal(config.httpPort, get(values, "config.httpPort"));
+      assert.deepEqual(config.limits, {
+        pendingPerRequester: 50,
+        pendingTotal: 20000,
+        idLength: 128,
+        keptPayloadBytes: 0,
+      });
+      assert.deepEqual(config.requesters, {
+        allow: ["example.org", "partner.example", "bob@elsewhere.example"],
+        deny: ["spam.example"],
+      });
       assert.deepEqual(config.redis, {
         mode: "cluster",
         nodes: [
@@ -313,6 +336,7 @@ describe("helm chart: templates", () => {
         ],
         prefix: "xcp-test",
         password: "redis-secret",
+        wait: { replicas: 1, timeoutMs: 50 },
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -410,12 +434,28 @@ describe("helm chart: values.yaml and values.schema.json", () => {
       ["a timeout below 100 ms", { config: { iqTimeoutMs: 50 } }],
       ["a sweep interval below 10 ms", { config: { sweepIntervalMs: 5 } }],
       ["a number as a string", { config: { httpPort: "8080" } }],
+      ["no pending request allowed per requester", { config: { maxPendingPerRequester: 0 } }],
+      ["an id length beyond a store key's", { config: { maxIdLength: 4096 } }],
+      ["a full JID to allow", { config: { requesterAllow: ["alice@example.org/phone"] } }],
+      ["two entries in one", { config: { requesterDeny: ["a.example,b.example"] } }],
+      ["a requester list as a string", { config: { requesterAllow: "example.org" } }],
+      ["waiting for Redis replicas without Redis", { config: { redisWaitReplicas: 1 } }],
+      ["a WAIT timeout beyond the command timeout", { config: { redisWaitTimeoutMs: 1000 } }],
       ["an unknown value", { replicas: 2 }],
       ["an unknown nested value", { config: { timeout: 1 } }],
     ];
     for (const [what, override] of invalid)
       assert.equal(validate(merge(values, override)), false, `${what} is rejected`);
     assert.ok(validate(merge(values, { redis: { mode: "url" }, replicaCount: 3 })), errorsOf());
+    assert.ok(
+      validate(
+        merge(values, {
+          redis: { mode: "sentinel", sentinels: ["s:26379"], sentinelName: "m" },
+          config: { redisWaitReplicas: 1 },
+        }),
+      ),
+      errorsOf(),
+    );
     assert.ok(validate(merge(values, { podDisruptionBudget: { maxUnavailable: "50%" } })), errorsOf());
   });
 

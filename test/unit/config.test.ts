@@ -110,7 +110,12 @@ describe("configuration: Redis topologies", () => {
   it("reads REDIS_URL as a single Redis", () => {
     const result = loadConfig({ ...base, ...keys, REDIS_URL: "redis://127.0.0.1:6390", REDIS_PREFIX: "p1" });
     assert.ok(result.ok, JSON.stringify(!result.ok && result.problems));
-    assert.deepEqual(result.config.redis, { mode: "single", url: "redis://127.0.0.1:6390", prefix: "p1" });
+    assert.deepEqual(result.config.redis, {
+      mode: "single",
+      url: "redis://127.0.0.1:6390",
+      prefix: "p1",
+      wait: { replicas: 0, timeoutMs: 100 },
+    });
   });
 
   it("reads REDIS_CLUSTER_NODES as host:port nodes, with an optional password", () => {
@@ -130,6 +135,7 @@ describe("configuration: Redis topologies", () => {
       ],
       prefix: "xcp",
       password: redisPassword,
+      wait: { replicas: 0, timeoutMs: 100 },
     });
     assert.ok(
       Object.isFrozen(result.config.redis) &&
@@ -162,6 +168,7 @@ describe("configuration: Redis topologies", () => {
       name: "mymaster",
       prefix: "tenant",
       password: redisPassword,
+      wait: { replicas: 0, timeoutMs: 100 },
     });
   });
 

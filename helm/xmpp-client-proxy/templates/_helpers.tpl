@@ -111,6 +111,9 @@ Settings that are wrong together; the chart fails rather than deploy a service t
 {{- if and .Values.redis.auth.enabled (not (include "xmpp-client-proxy.redisPasswordEnabled" .)) }}
 {{- fail "redis.auth applies to redis.mode cluster and sentinel only (a REDIS_URL carries its own password)" }}
 {{- end }}
+{{- if and (eq $mode "none") (gt (int .Values.config.redisWaitReplicas) 0) }}
+{{- fail "config.redisWaitReplicas applies with Redis only (redis.mode url, cluster or sentinel)" }}
+{{- end }}
 {{- if lt (int .Values.config.reconnectMaxMs) (int .Values.config.reconnectMinMs) }}
 {{- fail "config.reconnectMaxMs must not be smaller than config.reconnectMinMs" }}
 {{- end }}

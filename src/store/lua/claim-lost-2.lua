@@ -2,13 +2,15 @@
 -- timeout answer unless it was answered already; a request whose record is gone was answered by nobody, and a
 -- tombstone is written so that no one answers it again.
 -- KEYS[1]  the request's record hash   KEYS[2]  deadline index
--- ARGV[1]  member   ARGV[2]  tombstone TTL (ms)   ARGV[3] requester   ARGV[4] id   ARGV[5] to
+-- ARGV[1]  member   ARGV[2]  tombstone TTL (ms)
 -- Returns  1 when the caller must answer, 0 when it was answered already
 local state = redis.call("HGET", KEYS[1], "state")
-if state == "replied" or state == "timeout" then
+-- "answering": a replica holds its answer, and the sweep hands it to another if that one dies.
+if state == "replied" or state == "timeout" or state == "answering" then
   return 0
 end
-redis.call("HSET", KEYS[1], "state", "timeout", "requester", ARGV[3], "id", ARGV[4], "to", ARGV[5])
+redis.call("DEL", KEYS[1])
+redis.call("HSET", KEYS[1], "state", "timeout")
 redis.call("PEXPIRE", KEYS[1], ARGV[2])
 redis.call("ZREM", KEYS[2], ARGV[1])
 return 1

@@ -3,11 +3,11 @@
 -- so it also confirms the subscription flag and refreshes its TTL.
 -- KEYS[1]  resources hash (resource -> epoch ms last seen available)
 -- KEYS[2]  subscription flag
--- KEYS[3]  gone hash (the resource is no longer gone)
+-- KEYS[3]  gone sorted set (the resource is no longer gone)
 -- ARGV[1]  resource   ARGV[2]  now (epoch ms)   ARGV[3]  TTL of the keys (ms)
 -- Returns  1
 redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
 redis.call("PEXPIRE", KEYS[1], ARGV[3])
 redis.call("SET", KEYS[2], "1", "PX", ARGV[3])
-redis.call("HDEL", KEYS[3], ARGV[1])
+redis.call("ZREM", KEYS[3], ARGV[1])
 return 1

@@ -10,10 +10,10 @@
  * replica that answered it died in the same outage.
  */
 import type { Logger } from "pino";
+import type { AnswerError } from "../proxy/send-error.js";
 import { memberOf, requestOfMember } from "../store/keys.js";
 import type { Store } from "../store/types.js";
 import { evictOldest } from "../util/evict.js";
-import type { AnswerError } from "./answer.js";
 
 interface Forwarded {
   readonly requester: string;
@@ -38,6 +38,8 @@ export interface TrackerDeps {
    * rate. Beyond rate x rememberMs, a data loss may give an already answered request a second, timeout answer.
    */
   maxAnswered?: number;
+  /** Called once per detected data loss (the replicas must relearn the target's presence). */
+  onDataLoss?: () => void;
   log: Logger;
 }
 
@@ -52,6 +54,7 @@ export function createTracker({
   rememberMs,
   settleMs,
   maxAnswered = MAX_ANSWERED,
+  onDataLoss = () => {},
   log,
 }: TrackerDeps) {
   // One IQ_TIMEOUT_MS per process: insertion order is deadline order, and answer order is expiry order.
@@ -64,7 +67,26 @@ export function createTracker({
   let knownEpoch: string | undefined;
   let suspectAfter = 0;
 
-  return {
+  /**
+   * The store's epoch, as read by the sweep or after a reconnect. On a change (data lost: restarted empty,
+   * FLUSHDB, eviction, failover to a replica that lagged) this replica writes back the tombstones of what it
+   * answered and suspects the requests it forwarded, and the target's presence is learnt again.
+   */
+  async function observe(epoch: string): Promise<void> {
+    const before = knownEpoch;
+    knownEpoch = epoch;
+    if (before === undefined || epoch === before) return;
+    for (const entry of forwarded.values()) entry.suspect = true;
+    suspectAfter = clock() + settleMs;
+    log.warn(
+      { suspect: forwarded.size, answered: answered.size },
+      "the store lost its data: restoring what this replica answered, and answering its own requests",
+    );
+    onDataLoss();
+    await store.restoreAnswered([...answered.keys()].map(requestOfMember), clock());
+  }
+
+  const track = {
     track(request: { requester: string; id: string; to: string; deadline: number }): void {
       forwarded.set(memberOf(request.requester, request.id), { ...request, suspect: false });
     },
@@ -79,19 +101,20 @@ export function createTracker({
     get size(): number {
       return forwarded.size + answered.size;
     },
-    /** Reads the store's epoch; on a change, restores this replica's tombstones and suspects its requests. */
+    /** Reads the store's epoch (see observe). */
     async checkEpoch(): Promise<void> {
-      const epoch = await store.epoch();
-      if (knownEpoch !== undefined && epoch !== knownEpoch) {
-        for (const entry of forwarded.values()) entry.suspect = true;
-        suspectAfter = clock() + settleMs;
-        log.warn(
-          { suspect: forwarded.size, answered: answered.size },
-          "the store lost its data: restoring what this replica answered, and answering its own requests",
-        );
-        await store.restoreAnswered([...answered.keys()].map(requestOfMember), clock());
-      }
-      knownEpoch = epoch;
+      await observe(await store.epoch());
+    },
+    observe,
+    /** A request this replica forwarded and has not seen answered, if it still remembers it. */
+    forwarded(requester: string, id: string): Forwarded | undefined {
+      return forwarded.get(memberOf(requester, id));
+    },
+    /** Claims a request whose record the store lost, for this replica to answer; true when it must answer. */
+    async claimLost(entry: Forwarded): Promise<boolean> {
+      const claimed = await store.claimLost(entry, clock());
+      if (claimed) track.answered(entry.requester, entry.id);
+      return claimed;
     },
     /** Forgets what is past; answers the suspect requests that nobody answered. */
     async sweep(now: number): Promise<void> {
@@ -103,7 +126,7 @@ export function createTracker({
         if (entry.deadline + graceMs > now) return;
         if (entry.suspect) {
           if (now < suspectAfter) return;
-          if (await store.claimLost(entry, now)) {
+          if (await track.claimLost(entry)) {
             answerError({ name: "iq", id: entry.id, from: entry.requester, to: entry.to }, "timeout");
           }
         }
@@ -111,6 +134,7 @@ export function createTracker({
       }
     },
   };
+  return track;
 }
 
 export type Tracker = ReturnType<typeof createTracker>;
@@ -121,5 +145,8 @@ export const NO_TRACKER: Tracker = Object.freeze({
   answered() {},
   size: 0,
   async checkEpoch() {},
+  async observe() {},
+  forwarded: () => undefined,
+  claimLost: async () => false,
   async sweep() {},
 });

@@ -2,18 +2,25 @@
  * Implementing client -> requester. A reply is accepted only with a token we signed, only from the resource
  * the request went to, only while pending and only once (the store's atomic claim). Everything else is
  * dropped without an answer: RFC 6120 section 8.2.3 forbids answering a result or an error.
+ *
+ * The claim keeps the reply in the store until the outbox has written it and acknowledged it, so a replica that
+ * dies or loses its link after claiming does not lose the answer (delivery/outbox.ts). A claim of unknown
+ * outcome is repeated with the same op for a short while; given up, the request is still answered exactly once:
+ * pending, it times out; claimed, the sweep hands the kept reply to a replica when the lease ends.
  */
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
+import type { Outbox } from "../delivery/outbox.js";
 import type { Jat } from "../jat/token.js";
 import type { Metrics } from "../metrics.js";
+import type { Tracker } from "../recovery/tracker.js";
 import type { Decision } from "../routing/classify.js";
+import { untilKnown } from "../store/retry.js";
 import type { FailoverResult, Store } from "../store/types.js";
 import { NS_STANZAS } from "../xmpp/errors.js";
 import { readdress } from "../xmpp/stanzas.js";
-import type { Send } from "./answer.js";
+import { newOp } from "./forward.js";
 import type { Resender } from "./resend.js";
-import type { Tracker } from "./tracker.js";
 
 type ReplyDecision = Extract<Decision, { kind: "reply" }>;
 
@@ -28,23 +35,41 @@ export type DroppedReply =
 export interface ReplierDeps {
   store: Store;
   jat: Jat;
-  send: Send;
+  outbox: Outbox;
   clock: () => number;
   log: Logger;
   metrics: Metrics;
   pick: () => number;
   resend: Resender;
   tracker: Tracker;
+  /** Sends a stanza at once (the fallback path after data loss). */
+  send: (stanza: Element) => boolean;
   /** Whether an answer can be sent now. A reply is not claimed when it could not be delivered. */
   canSend: () => boolean;
   /** IQ_TIMEOUT_MS: the forwarding time is the record's deadline minus it. */
   timeoutMs: number;
+  /** The store's answer lease: a claim of unknown outcome is retried within half of it. */
+  leaseMs: number;
   /** A resource bounced a request as unavailable: check the target's presence again. */
   onBounce: (resource: string) => void;
 }
 
 export function createReplier(deps: ReplierDeps) {
-  const { store, jat, send, clock, log, metrics, pick, resend, tracker, timeoutMs, canSend, onBounce } = deps;
+  const {
+    store,
+    jat,
+    outbox,
+    send,
+    clock,
+    log,
+    metrics,
+    pick,
+    resend,
+    tracker,
+    timeoutMs,
+    canSend,
+    onBounce,
+  } = deps;
   const drop = (reason: DroppedReply, details: object) => {
     log.debug({ reason, ...details }, "reply dropped");
     metrics.dropped.inc({ reason });
@@ -65,15 +90,24 @@ export function createReplier(deps: ReplierDeps) {
     }
     const bounced = isUnavailableBounce(stanza);
     let claim: FailoverResult;
+    const op = newOp();
+    const started = clock();
     try {
-      const now = clock();
-      claim = bounced
-        ? await store.failover({ requester, id, resource, pick: pick(), now })
-        : await store.claimReply({ requester, id, resource, now });
+      const answer = stanza.toString();
+      const input = { requester, id, resource, op, answer, pick: pick() };
+      claim = await untilKnown(
+        () =>
+          bounced ? store.failover({ ...input, now: clock() }) : store.claimReply({ ...input, now: clock() }),
+        {
+          clock,
+          giveUpAt: started + deps.leaseMs / 2,
+          onRetry: () => metrics.storeRetries.inc({ operation: "claim" }),
+        },
+      );
     } catch (err) {
-      // The record stays pending; the requester gets the timeout answer once the store is back.
+      // Pending still, the requester gets the timeout; claimed, the sweep hands the kept reply out again.
       log.warn({ err: { message: (err as Error).message }, id }, "store unavailable: reply not routed");
-      metrics.storeErrors.inc();
+      metrics.storeErrors.inc({ operation: "claim" });
       metrics.dropped.inc({ reason: "store-unavailable" });
       return;
     }
@@ -87,11 +121,23 @@ export function createReplier(deps: ReplierDeps) {
         metrics.routed.inc();
         metrics.roundTrip.observe(Math.max(0, clock() - (claim.request.deadline - timeoutMs)) / 1000);
         tracker.answered(requester, id);
-        send(readdress(stanza, claim.request.requester, claim.request.to));
+        outbox.deliver({ requester, id, op }, readdress(stanza, claim.request.requester, claim.request.to));
         return;
       case "wrong-resource":
         drop("forged", { requester, id, resource });
         return;
+      case "unknown": {
+        // The store lost the record (data loss): the replica that forwarded it still knows where it came from.
+        const lost = tracker.forwarded(requester, id);
+        if (lost && (await tracker.claimLost(lost))) {
+          log.info({ requester, id }, "reply routed after the store lost its record");
+          metrics.routed.inc();
+          send(readdress(stanza, lost.requester, lost.to));
+          return;
+        }
+        drop("unknown", { requester, id, resource });
+        return;
+      }
       default:
         drop(claim.status, { requester, id, resource });
     }

@@ -1,0 +1,20 @@
+-- ack-1.lua: answers were sent: each request whose answer the caller still holds (same op) becomes a tombstone,
+-- its state and forward op (fop) only, so a second reply is told apart from an unknown one and a retried forward
+-- knows it was answered. An answer whose lease passed to another replica is left to that one.
+-- KEYS[1]  deadline index (names the domain's hash tag; the records share it)
+-- ARGV[1]  record key prefix   ARGV[2]  tombstone TTL (ms)   ARGV[3..]  pairs of member, op
+-- Returns  the number of answers acknowledged
+local done = 0
+for i = 3, #ARGV, 2 do
+  local key = ARGV[1] .. ARGV[i]
+  local f = redis.call("HMGET", key, "state", "op", "outcome")
+  if f[1] == "answering" and f[2] == ARGV[i + 1] then
+    redis.call("HSET", key, "state", f[3] or "replied")
+    redis.call("HDEL", key, "requester", "id", "to", "type", "resource", "deadline", "answer", "lease",
+      "outcome", "tries", "payload", "retried", "op")
+    redis.call("PEXPIRE", key, ARGV[2])
+    redis.call("ZREM", KEYS[1], ARGV[i])
+    done = done + 1
+  end
+end
+return done

@@ -1,0 +1,60 @@
+-- forward-5.lua: admit a request, choose an online resource and record the request as pending, in one step.
+-- Idempotent per operation: a retry with the same op (its first outcome unknown: timeout, connection lost)
+-- returns what the first execution did instead of a duplicate.
+-- KEYS[1]  resources hash (resource -> last seen)   KEYS[2]  the request's record hash
+-- KEYS[3]  deadline index (member -> deadline or lease)   KEYS[4]  subscription flag (without it the store
+--          does not know the target's presence: lost or never learnt)   KEYS[5]  pending count per bare JID
+-- ARGV[1]  requester   ARGV[2]  id   ARGV[3]  to   ARGV[4]  type   ARGV[5]  deadline (epoch ms)
+-- ARGV[6]  pick in [0, 1)   ARGV[7]  member   ARGV[8]  record TTL (ms)   ARGV[9]  index and count TTL (ms)
+-- ARGV[10] payload kept for failover ("" when too large to keep)   ARGV[11] op
+-- ARGV[12] the requester's bare JID   ARGV[13] pending limit per bare JID   ARGV[14] pending limit in total
+-- Returns  {"forwarded", resource} | {"answered"} | {"no-resource"} | {"presence-unknown"} | {"duplicate"}
+--          | {"limited", "requester" | "total"}
+local resources, record, deadlines, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
+
+local f = redis.call("HMGET", record, "state", "fop", "resource")
+if f[2] == ARGV[11] then
+  if f[1] == "pending" then return { "forwarded", f[3] } end
+  return { "answered" }
+end
+-- A tombstone (replied / timeout) is overwritten by the new request; a live one blocks.
+if f[1] == "pending" or f[1] == "answering" then
+  return { "duplicate" }
+end
+
+local names = redis.call("HKEYS", resources)
+if #names == 0 then
+  if redis.call("EXISTS", KEYS[4]) == 0 then
+    return { "presence-unknown" }
+  end
+  return { "no-resource" }
+end
+if tonumber(redis.call("HGET", counts, ARGV[12]) or "0") >= tonumber(ARGV[13]) then
+  return { "limited", "requester" }
+end
+if redis.call("ZCARD", deadlines) >= tonumber(ARGV[14]) then
+  return { "limited", "total" }
+end
+-- Byte order: Lua's < on strings follows the server's locale (strcoll).
+table.sort(names, function(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end)
+local index = math.floor(tonumber(ARGV[6]) * #names) + 1
+if index > #names then index = #names end
+if index < 1 then index = 1 end
+local resource = names[index]
+
+redis.call("DEL", record)
+redis.call("HSET", record, "requester", ARGV[1], "id", ARGV[2], "to", ARGV[3], "type", ARGV[4],
+  "resource", resource, "deadline", ARGV[5], "state", "pending", "payload", ARGV[10], "fop", ARGV[11])
+redis.call("PEXPIRE", record, ARGV[8])
+redis.call("ZADD", deadlines, ARGV[5], ARGV[7])
+redis.call("PEXPIRE", deadlines, ARGV[9])
+redis.call("HINCRBY", counts, ARGV[12], 1)
+redis.call("PEXPIRE", counts, ARGV[9])
+
+return { "forwarded", resource }

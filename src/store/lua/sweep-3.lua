@@ -1,0 +1,53 @@
+-- sweep-3.lua: hand out the answers that are due, each to one caller only, and read the store's epoch.
+-- - A pending request past its deadline gets the timeout answer (outcome "timeout", no stored answer).
+-- - An answer whose lease ended without an acknowledgement (its replica died, or lost its XMPP link) is handed
+--   out again with a new lease, at most MAX_TRIES times in all; after that it is given up as a tombstone.
+-- Either way the request stays "answering" under the caller's op until the caller acknowledges it (ack-1.lua).
+-- The epoch is set if missing and its TTL refreshed: a store that lost its data shows a new epoch here, within
+-- one sweep interval, however long the replicas have been up.
+-- KEYS[1]  deadline index   KEYS[2]  epoch string   KEYS[3]  pending count per bare JID
+-- ARGV[1]  now (epoch ms)   ARGV[2]  limit   ARGV[3]  record key prefix   ARGV[4]  op
+-- ARGV[5]  lease end (epoch ms)   ARGV[6]  a new random epoch, used if none is set   ARGV[7]  epoch TTL (ms)
+-- ARGV[8]  tombstone TTL (ms)
+-- Returns  {epoch, then 8 fields per answer: requester, id, to, type, resource, deadline, answer ("" for the
+--          timeout), "1" when it was handed out before}
+local MAX_TRIES = 3
+local deadlines, prefix = KEYS[1], ARGV[3]
+redis.call("SET", KEYS[2], ARGV[6], "NX")
+redis.call("PEXPIRE", KEYS[2], ARGV[7])
+local out = { redis.call("GET", KEYS[2]) }
+
+local due = redis.call("ZRANGEBYSCORE", deadlines, "-inf", ARGV[1], "LIMIT", 0, ARGV[2])
+for _, member in ipairs(due) do
+  local record = prefix .. member
+  local f = redis.call("HMGET", record, "state", "requester", "id", "to", "type", "resource", "deadline",
+    "answer", "tries", "outcome")
+  local tries = tonumber(f[9] or "0")
+  if f[1] == "pending" then
+    redis.call("HSET", record, "state", "answering", "outcome", "timeout", "op", ARGV[4], "lease", ARGV[5],
+      "tries", 1)
+    redis.call("HDEL", record, "payload", "retried")
+    redis.call("ZADD", deadlines, ARGV[5], member)
+    local bare = string.match(f[2], "^[^/]*")
+    if redis.call("HINCRBY", KEYS[3], bare, -1) <= 0 then redis.call("HDEL", KEYS[3], bare) end
+    for i = 2, 7 do out[#out + 1] = f[i] end
+    out[#out + 1] = ""
+    out[#out + 1] = "0"
+  elseif f[1] == "answering" and tries < MAX_TRIES then
+    redis.call("HSET", record, "op", ARGV[4], "lease", ARGV[5], "tries", tries + 1)
+    redis.call("ZADD", deadlines, ARGV[5], member)
+    for i = 2, 7 do out[#out + 1] = f[i] end
+    out[#out + 1] = f[8] or ""
+    out[#out + 1] = "1"
+  else
+    -- Answered, gone (expired safety net), or handed out MAX_TRIES times: nothing left to deliver.
+    redis.call("ZREM", deadlines, member)
+    if f[1] == "answering" then
+      redis.call("HSET", record, "state", f[10] or "replied")
+      redis.call("HDEL", record, "requester", "id", "to", "type", "resource", "deadline", "answer", "lease",
+        "outcome", "tries", "op")
+      redis.call("PEXPIRE", record, ARGV[8])
+    end
+  end
+end
+return out
