@@ -111,6 +111,9 @@ export function createJat({
   // And replies to them: keep the MACs of recently signed or verified tokens, keyed by their signed part, so
   // a reply costs a constant-time comparison instead of an HMAC. Only valid tokens get in.
   const macs = new Map<string, Buffer>();
+  // The MAC is compared as its 22 characters, not decoded: 22 base64url characters carry 132 bits for 128, so
+  // the last one has 4 unused bits and a lenient decoder reads 16 spellings of it alike. Only the canonical one
+  // verifies.
   const remember = <V>(map: Map<string, V>, key: string, value: V) => {
     map.set(key, value);
     evictOldest(map, cacheSize);
@@ -118,11 +121,16 @@ export function createJat({
   const overhead = TOKEN_VERSION.length + signing.kid.length + MAC_CHARS + 3;
   const maxRequesterOctets = MAX_TOKEN_OCTETS - overhead;
 
+  /** The MAC's canonical text (RFC 4648 section 5, no padding), as bytes for a constant-time comparison. */
   const mac = (secret: Buffer, signed: string): Buffer =>
-    createHmac("sha256", secret)
-      .update(macPrefix + signed, "utf8")
-      .digest()
-      .subarray(0, MAC_BYTES);
+    Buffer.from(
+      createHmac("sha256", secret)
+        .update(macPrefix + signed, "utf8")
+        .digest()
+        .subarray(0, MAC_BYTES)
+        .toString("base64url"),
+      "latin1",
+    );
 
   return {
     maxRequesterOctets,
@@ -133,7 +141,7 @@ export function createJat({
       if (encoded.length > maxRequesterOctets) return null;
       const signed = `${TOKEN_VERSION}.${signing.kid}.${encoded}`;
       const digest = mac(signing.secret, signed);
-      const token = `${TOKEN_VERSION}.${signing.kid}.${digest.toString("base64url")}.${encoded}`;
+      const token = `${TOKEN_VERSION}.${signing.kid}.${digest.toString("latin1")}.${encoded}`;
       remember(cache, requester, token);
       remember(macs, signed, digest);
       return token;
@@ -147,8 +155,8 @@ export function createJat({
       const signed = `${TOKEN_VERSION}.${kid}.${encoded}`;
       const known = macs.get(signed);
       const expected = known ?? mac(secret, signed);
-      const givenMac = Buffer.from(given, "base64url");
-      if (givenMac.length !== MAC_BYTES || !timingSafeEqual(givenMac, expected)) return null;
+      const givenMac = Buffer.from(given, "latin1");
+      if (givenMac.length !== MAC_CHARS || !timingSafeEqual(givenMac, expected)) return null;
       if (!known) remember(macs, signed, expected);
       return decodeRequester(encoded);
     },

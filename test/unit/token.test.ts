@@ -76,6 +76,25 @@ describe("JAT token", () => {
     assert.equal(verifier.verify(signer.sign(requesters[0] ?? "") ?? ""), requesters[0]);
   });
 
+  it("accepts only the canonical MAC: the variants of its last character that decode alike are refused", () => {
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for (const verifier of [jat, createJat({ domain, keys: [key("k1", "a")] })]) {
+      const token = jat.sign("user@example.org/desk") ?? "";
+      const [version, kid, mac = "", ...rest] = token.split(".");
+      const variants = [...alphabet]
+        .map((last) => `${mac.slice(0, 21)}${last}`)
+        .filter(
+          (variant) =>
+            variant !== mac && Buffer.from(variant, "base64url").equals(Buffer.from(mac, "base64url")),
+        );
+      assert.equal(variants.length, 15, "a lenient decoder reads 16 spellings of the last character alike");
+      for (const variant of variants) {
+        assert.equal(verifier.verify([version, kid, variant, ...rest].join(".")), null, variant);
+      }
+      assert.equal(verifier.verify(token), "user@example.org/desk");
+    }
+  });
+
   it("binds the token to the proxy domain", () => {
     const elsewhere = createJat({ domain: "other.example.org", keys: [key("k1", "a")] });
     assert.equal(jat.verify(elsewhere.sign("user@example.org/a") ?? ""), null);
