@@ -13,6 +13,7 @@ import type { Jat } from "../jat/token.js";
 import type { Metrics } from "../metrics.js";
 import type { Tracker } from "../recovery/tracker.js";
 import type { Decision } from "../routing/classify.js";
+import { forwardedId } from "../routing/ids.js";
 import { untilKnown } from "../store/retry.js";
 import { type ForwardResult, type Store, StoreUnavailableError } from "../store/types.js";
 import { readdress } from "../xmpp/stanzas.js";
@@ -121,7 +122,14 @@ export function createForwarder(deps: ForwarderDeps) {
         log.debug({ requester, id, resource: result.resource }, "forwarded");
         metrics.forwarded.inc();
         // If the connection dropped meanwhile, the record stays pending and the sweep answers it.
-        send(readdress(stanza, `${target}/${result.resource}`, `${domain}/${token}`));
+        send(
+          readdress(
+            stanza,
+            `${target}/${result.resource}`,
+            `${domain}/${token}`,
+            forwardedId(id, result.gen),
+          ),
+        );
         return;
     }
   };

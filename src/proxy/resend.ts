@@ -6,6 +6,7 @@
 import type { Logger } from "pino";
 import type { Jat } from "../jat/token.js";
 import type { Metrics } from "../metrics.js";
+import { forwardedId } from "../routing/ids.js";
 import type { IqRequestType } from "../store/types.js";
 import { parse, xml } from "../xmpp/stanzas.js";
 import type { Send } from "./send-error.js";
@@ -16,6 +17,8 @@ export interface Resend {
   readonly type: IqRequestType;
   readonly resource: string;
   readonly payload: string;
+  /** Its generation: it is sent again under the id it was first forwarded with. */
+  readonly gen: number;
 }
 
 export function createResender(deps: {
@@ -27,13 +30,14 @@ export function createResender(deps: {
   log: Logger;
 }) {
   const { jat, send, domain, target, metrics, log } = deps;
-  return function resend({ requester, id, type, resource, payload }: Resend): void {
+  return function resend({ requester, id, gen, type, resource, payload }: Resend): void {
     const token = jat.sign(requester);
     const child = parse(payload);
     if (token === null || child === null) return;
     log.debug({ requester, id, resource }, "request sent again to another resource");
     metrics.retries.inc();
-    send(xml("iq", { type, id, to: `${target}/${resource}`, from: `${domain}/${token}` }, child));
+    const forwarded = forwardedId(id, gen);
+    send(xml("iq", { type, id: forwarded, to: `${target}/${resource}`, from: `${domain}/${token}` }, child));
   };
 }
 

@@ -15,6 +15,7 @@ import type { Jat } from "../jat/token.js";
 import type { Metrics } from "../metrics.js";
 import type { Tracker } from "../recovery/tracker.js";
 import type { Decision } from "../routing/classify.js";
+import { requestIdOf } from "../routing/ids.js";
 import { untilKnown } from "../store/retry.js";
 import type { FailoverResult, Store } from "../store/types.js";
 import { NS_STANZAS } from "../xmpp/errors.js";
@@ -26,6 +27,8 @@ type ReplyDecision = Extract<Decision, { kind: "reply" }>;
 
 export type DroppedReply =
   | "forged"
+  | "stale"
+  | "unreadable"
   | "unknown"
   | "duplicate"
   | "late"
@@ -76,7 +79,9 @@ export function createReplier(deps: ReplierDeps) {
   };
 
   return async function reply(stanza: Element, decision: ReplyDecision): Promise<void> {
-    const { token, id, resource } = decision;
+    const { token, resource } = decision;
+    // The id the request was forwarded with carries its generation (routing/ids.ts).
+    const { id, gen } = requestIdOf(decision.id);
     const requester = jat.verify(token);
     if (requester === null) {
       drop("forged", { id, resource, tokenLength: token.length });
@@ -89,12 +94,19 @@ export function createReplier(deps: ReplierDeps) {
       return;
     }
     const bounced = isUnavailableBounce(stanza);
+    let answer: string;
+    try {
+      answer = stanza.toString();
+    } catch {
+      // Not the store's fault: the request stays pending and times out.
+      drop("unreadable", { requester, id, resource });
+      return;
+    }
     let claim: FailoverResult;
     const op = newOp();
     const started = clock();
     try {
-      const answer = stanza.toString();
-      const input = { requester, id, resource, op, answer, pick: pick() };
+      const input = { requester, id, gen, resource, op, answer, pick: pick() };
       claim = await untilKnown(
         () =>
           bounced ? store.failover({ ...input, now: clock() }) : store.claimReply({ ...input, now: clock() }),
@@ -114,14 +126,17 @@ export function createReplier(deps: ReplierDeps) {
     if (bounced) onBounce(resource);
     switch (claim.status) {
       case "resent":
-        resend({ requester, id, type: claim.type, resource: claim.resource, payload: claim.payload });
+        resend({ requester, id, gen, type: claim.type, resource: claim.resource, payload: claim.payload });
         return;
       case "claimed":
         log.debug({ requester, id, resource }, "reply routed");
         metrics.routed.inc();
         metrics.roundTrip.observe(Math.max(0, clock() - (claim.request.deadline - timeoutMs)) / 1000);
         tracker.answered(requester, id);
-        outbox.deliver({ requester, id, op }, readdress(stanza, claim.request.requester, claim.request.to));
+        outbox.deliver(
+          { requester, id, op },
+          readdress(stanza, claim.request.requester, claim.request.to, id),
+        );
         return;
       case "wrong-resource":
         drop("forged", { requester, id, resource });
@@ -132,7 +147,7 @@ export function createReplier(deps: ReplierDeps) {
         if (lost && (await tracker.claimLost(lost))) {
           log.info({ requester, id }, "reply routed after the store lost its record");
           metrics.routed.inc();
-          send(readdress(stanza, lost.requester, lost.to));
+          send(readdress(stanza, lost.requester, lost.to, id));
           return;
         }
         drop("unknown", { requester, id, resource });

@@ -40,7 +40,7 @@ export function createSweeper(deps: SweeperDeps) {
   /** The stanza that answers a due request: its kept reply, or the timeout error. */
   function answerOf({ request, answer }: DueAnswer) {
     const kept = answer === null ? null : parse(answer);
-    if (kept) return readdress(kept, request.requester, request.to);
+    if (kept) return readdress(kept, request.requester, request.to, request.id);
     metrics.timeouts.inc();
     return errorReply(
       { name: "iq", id: request.id, from: request.requester, to: request.to },

@@ -24,6 +24,8 @@ interface Live {
   request: PendingRequest;
   payload: string;
   retried: boolean;
+  /** Earlier requests with this member whose tombstones lived when it was forwarded (forward-5.lua). */
+  readonly gen: number;
   /** The forward's op (kept in the tombstone), and the op of whoever holds the answer. */
   readonly fop: string;
   op: string;
@@ -38,6 +40,7 @@ interface Live {
 /** What is left of an answered request: enough to tell a duplicate or late reply from an unknown one. */
 interface Tombstone {
   readonly state: "replied" | "timeout";
+  readonly gen: number;
   /** The forward's op: a retried forward learns that it was answered. */
   readonly fop: string;
   readonly expires: number;
@@ -83,12 +86,12 @@ export function createMemoryStore({
     else counts.delete(bare);
   };
 
-  const bury = (member: string, state: Tombstone["state"], fop: string, now: number) => {
+  const bury = (member: string, state: Tombstone["state"], fop: string, gen: number, now: number) => {
     live.delete(member);
     deadlines.delete(member);
     leases.delete(member);
     tombstones.delete(member);
-    tombstones.set(member, { state, fop, expires: now + ttls.tombstoneMs });
+    tombstones.set(member, { state, fop, gen, expires: now + ttls.tombstoneMs });
     evictOldest(tombstones, maxTombstones);
   };
 
@@ -129,7 +132,7 @@ export function createMemoryStore({
   };
 
   /** The pending record of a request sent to `resource`, or why an answer from it is not accepted. */
-  const pendingFrom = (member: string, resource: string, op: string, now: number) => {
+  const pendingFrom = (member: string, resource: string, op: string, gen: number, now: number) => {
     const entry = liveEntry(member, now);
     if (entry?.state === "answering") {
       const lease = leases.get(member) ?? 0;
@@ -142,6 +145,7 @@ export function createMemoryStore({
       if (state === "timeout") return { status: "late" } as const;
       return { status: "unknown" } as const;
     }
+    if (entry.gen !== gen) return { status: "stale" } as const;
     if (entry.request.resource !== resource) return { status: "wrong-resource" } as const;
     return entry;
   };
@@ -168,7 +172,13 @@ export function createMemoryStore({
         const next = names[(base + moved.length + 1) % names.length] as string;
         entry.request = { ...request, resource: next };
         entry.retried = true;
-        moved.push({ requester: request.requester, id: request.id, resource: next, payload: entry.payload });
+        moved.push({
+          requester: request.requester,
+          id: request.id,
+          resource: next,
+          payload: entry.payload,
+          gen: entry.gen,
+        });
       }
       return moved;
     },
@@ -199,7 +209,7 @@ export function createMemoryStore({
       const entry = liveEntry(member, now);
       if (entry?.fop === op)
         return entry.state === "pending"
-          ? { status: "forwarded", resource: entry.request.resource }
+          ? { status: "forwarded", resource: entry.request.resource, gen: entry.gen }
           : { status: "answered" };
       if (liveTombstone(member, now)?.fop === op) return { status: "answered" };
       if (entry) return { status: "duplicate" };
@@ -211,12 +221,15 @@ export function createMemoryStore({
       if (deadlines.size + leases.size >= limits.total) return { status: "limited", scope: "total" };
       const request = { requester, id, to, type, resource, deadline };
       // A tombstone of an earlier request with the same id is replaced, as in forward-5.lua.
+      const earlier = liveTombstone(member, now);
+      const gen = earlier ? earlier.gen + 1 : 0;
       tombstones.delete(member);
       live.set(member, {
         state: "pending",
         request,
         payload,
         retried: false,
+        gen,
         fop: op,
         op: "",
         answer: null,
@@ -226,21 +239,21 @@ export function createMemoryStore({
       });
       deadlines.set(member, deadline);
       count(requester, 1);
-      return { status: "forwarded", resource };
+      return { status: "forwarded", resource, gen };
     },
 
-    async claimReply({ requester, id, resource, now, op, answer }): Promise<ClaimResult> {
+    async claimReply({ requester, id, resource, now, op, answer, gen }): Promise<ClaimResult> {
       const member = memberOf(requester, id);
-      const entry = pendingFrom(member, resource, op, now);
+      const entry = pendingFrom(member, resource, op, gen, now);
       if (!("state" in entry)) return entry;
       entry.outcome = "replied";
       hold(member, entry, op, answer, now);
       return { status: "claimed", request: entry.request };
     },
 
-    async failover({ requester, id, resource, pick, now, op, answer }): Promise<FailoverResult> {
+    async failover({ requester, id, resource, pick, now, op, answer, gen }): Promise<FailoverResult> {
       const member = memberOf(requester, id);
-      const entry = pendingFrom(member, resource, op, now);
+      const entry = pendingFrom(member, resource, op, gen, now);
       if (!("state" in entry)) return entry;
       resources.delete(resource);
       const others = [...resources.keys()];
@@ -278,7 +291,7 @@ export function createMemoryStore({
         }
         const redelivery = entry.state === "answering";
         if (redelivery && entry.tries >= MAX_TRIES) {
-          bury(member, entry.outcome, entry.fop, now);
+          bury(member, entry.outcome, entry.fop, entry.gen, now);
           continue;
         }
         if (!redelivery) entry.outcome = "timeout";
@@ -293,7 +306,8 @@ export function createMemoryStore({
       for (const { requester, id, op } of answers) {
         const member = memberOf(requester, id);
         const entry = live.get(member);
-        if (entry?.state === "answering" && entry.op === op) bury(member, entry.outcome, entry.fop, now);
+        if (entry?.state === "answering" && entry.op === op)
+          bury(member, entry.outcome, entry.fop, entry.gen, now);
       }
     },
 
@@ -305,7 +319,7 @@ export function createMemoryStore({
       const entry = liveEntry(member, now);
       if (entry?.state === "answering" || (!entry && liveTombstone(member, now))) return false;
       if (entry) count(requester, -1);
-      bury(member, "timeout", "", now);
+      bury(member, "timeout", "", 0, now);
       return true;
     },
     async restoreAnswered() {

@@ -112,12 +112,13 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         ttls.goneMs,
       );
       cursor = Number(flat[0] ?? 0);
-      for (let i = 1; i + 4 <= flat.length; i += 4) {
+      for (let i = 1; i + 5 <= flat.length; i += 5) {
         moved.push({
           requester: flat[i] ?? "",
           id: flat[i + 1] ?? "",
           resource: flat[i + 2] ?? "",
           payload: flat[i + 3] ?? "",
+          gen: Number(flat[i + 4] ?? 0),
         });
       }
     } while (cursor > 0);
@@ -152,7 +153,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
     async forward({ requester, id, to, type, now, deadline, pick, payload, op }): Promise<ForwardResult> {
       const member = keys.member(requester, id);
       const recordTtl = Math.max(1, deadline - now) + ttls.recordGraceMs;
-      const [status, detail] = await write(
+      const [status, detail, generation] = await write(
         "forward",
         "forward",
         keys.resources,
@@ -175,13 +176,13 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         limits.perRequester,
         limits.total,
       );
-      if (status === "forwarded" && detail) return { status, resource: detail };
+      if (status === "forwarded" && detail) return { status, resource: detail, gen: Number(generation ?? 0) };
       if (status === "limited") return { status, scope: detail === "total" ? "total" : "requester" };
       if (status === "duplicate" || status === "presence-unknown" || status === "answered") return { status };
       return { status: "no-resource" };
     },
 
-    async claimReply({ requester, id, resource, now, op, answer }): Promise<ClaimResult> {
+    async claimReply({ requester, id, resource, now, op, answer, gen }): Promise<ClaimResult> {
       const member = keys.member(requester, id);
       const reply = await write(
         "claim",
@@ -195,11 +196,12 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         answer,
         now,
         leaseEnd(now),
+        gen,
       );
       return claimOf(reply);
     },
 
-    async failover({ requester, id, resource, pick, now, op, answer }): Promise<FailoverResult> {
+    async failover({ requester, id, resource, pick, now, op, answer, gen }): Promise<FailoverResult> {
       const member = keys.member(requester, id);
       const reply = await write(
         "failover",
@@ -216,6 +218,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         answer,
         now,
         leaseEnd(now),
+        gen,
       );
       if (reply[0] === "resent") {
         return {
@@ -304,7 +307,8 @@ const bareOf = (jid: string) => {
 function claimOf(reply: Array<string | null>): ClaimResult {
   const status = reply[0];
   if (status === "claimed") return { status, request: decode(reply, 1) };
-  if (status === "duplicate" || status === "late" || status === "wrong-resource") return { status };
+  if (status === "duplicate" || status === "late" || status === "wrong-resource" || status === "stale")
+    return { status };
   return { status: "unknown" };
 }
 

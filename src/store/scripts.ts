@@ -15,7 +15,6 @@ type Arg = string | number;
 type Reply = Array<string | null>;
 
 export interface ScriptCommands {
-  // prettier-ignore
   forward(
     resources: string,
     record: string,
@@ -47,6 +46,7 @@ export interface ScriptCommands {
     answer: string,
     now: number,
     leaseEnd: number,
+    gen: number,
   ): Promise<Reply>;
   failover(
     resources: string,
@@ -61,6 +61,7 @@ export interface ScriptCommands {
     answer: string,
     now: number,
     leaseEnd: number,
+    gen: number,
   ): Promise<Reply>;
   sweep(
     deadlines: string,

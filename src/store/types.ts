@@ -62,6 +62,8 @@ export interface MovedRequest {
   readonly id: string;
   readonly resource: string;
   readonly payload: string;
+  /** The request's generation (ForwardResult): it is sent again under the same forwarded id. */
+  readonly gen: number;
 }
 
 export interface FailoverInput {
@@ -74,6 +76,7 @@ export interface FailoverInput {
   /** As in ClaimInput: the bounce is kept as the answer when it is passed to the requester. */
   readonly op: string;
   readonly answer: string;
+  readonly gen: number;
 }
 
 export type FailoverResult =
@@ -87,7 +90,12 @@ export type FailoverResult =
   | { readonly status: "wrong-resource" };
 
 export type ForwardResult =
-  | { readonly status: "forwarded"; readonly resource: string }
+  /**
+   * Recorded. `gen` counts the earlier requests with this (requester, id) whose tombstones still live: 0 for a
+   * fresh id; above 0 the proxy forwards the id with the generation added (routing/ids.ts), so that a late answer
+   * to an earlier request with the same id is told apart.
+   */
+  | { readonly status: "forwarded"; readonly resource: string; readonly gen: number }
   /** No resource of the implementing account is online. Nothing was recorded. */
   | { readonly status: "no-resource" }
   /**
@@ -112,6 +120,8 @@ export interface ClaimInput {
   readonly op: string;
   /** The reply as received, serialized: kept until acknowledged, so another replica can deliver it. */
   readonly answer: string;
+  /** The generation the reply's id carries (0 for an id forwarded unchanged). */
+  readonly gen: number;
 }
 
 /**
@@ -151,7 +161,9 @@ export type ClaimResult =
   /** Already answered with a timeout error. */
   | { readonly status: "late" }
   /** Pending, but forwarded to another resource: the reply is not accepted and the request stays pending. */
-  | { readonly status: "wrong-resource" };
+  | { readonly status: "wrong-resource" }
+  /** An answer to an earlier request with the same id (another generation): not accepted. */
+  | { readonly status: "stale" };
 
 export interface Store {
   /**

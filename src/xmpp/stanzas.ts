@@ -20,10 +20,14 @@ export function parse(serialized: string): Element | null {
 
 import type { Element } from "@xmpp/xml";
 
-/** Re-address a stanza (XEP-0114 section 3: every stanza from a component carries `to` and `from`). */
-export function readdress(stanza: Element, to: string, from: string): Element {
+/**
+ * Re-address a stanza (XEP-0114 section 3: every stanza from a component carries `to` and `from`); an answer
+ * also gets back the id the requester used (routing/ids.ts).
+ */
+export function readdress(stanza: Element, to: string, from: string, id?: string): Element {
   stanza.attrs.to = to;
   stanza.attrs.from = from;
+  if (id !== undefined) stanza.attrs.id = id;
   return stanza;
 }
 

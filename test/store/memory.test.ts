@@ -17,7 +17,7 @@ describe("in-process store specifics", () => {
     const ids = ["1", "2", "3", "4", "5"];
     for (const id of ids) {
       const forwarded = await store.forward(forwardInput(id, now, { requester: "u@x/y" }));
-      assert.deepEqual(forwarded, { status: "forwarded", resource: "a" });
+      assert.deepEqual(forwarded, { status: "forwarded", resource: "a", gen: 0 });
       const claimed = await store.claimReply({ ...CLAIM, requester: "u@x/y", id, resource: "a", now });
       assert.equal(claimed.status, "claimed");
       await store.ack([{ requester: "u@x/y", id, op: CLAIM.op }]);

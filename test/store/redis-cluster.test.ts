@@ -116,7 +116,7 @@ describe("Redis Cluster specifics", () => {
         );
         assert.deepEqual(
           await store.resourceUnavailable("b", now + 1, 0),
-          [{ requester: "user@example.org/desk", id: "2", resource: "a", payload: "<q/>" }],
+          [{ requester: "user@example.org/desk", id: "2", resource: "a", payload: "<q/>", gen: 0 }],
           "the pending get moved to the other resource",
         );
         const claim = await store.claimReply({

@@ -130,7 +130,7 @@ describe("Redis store specifics", () => {
     const result = await store.forward(
       forwardInput("1", now, { requester: "u@x/y", to: "p", deadline: now + 1 }),
     );
-    assert.deepEqual(result, { status: "forwarded", resource: "a" });
+    assert.deepEqual(result, { status: "forwarded", resource: "a", gen: 0 });
     await store.close();
   });
 });

@@ -26,4 +26,4 @@ export async function expired(store: Store, now: number, limit: number): Promise
 }
 
 /** What the tests claim with: one op and one kept reply for every claim unless said otherwise. */
-export const CLAIM = { op: "op-test", answer: "<iq type='result'/>" } as const;
+export const CLAIM = { op: "op-test", answer: "<iq type='result'/>", gen: 0 } as const;

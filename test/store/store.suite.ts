@@ -46,18 +46,22 @@ export function storeSuite(name: string, make: MakeStore): void {
       assert.deepEqual(await store.forward(request("1", { pick: 0, payload: "<q/>" })), {
         status: "forwarded",
         resource: "a",
+        gen: 0,
       });
       assert.deepEqual(await store.forward(request("2", { pick: 0.49 })), {
         status: "forwarded",
         resource: "a",
+        gen: 0,
       });
       assert.deepEqual(await store.forward(request("3", { pick: 0.5 })), {
         status: "forwarded",
         resource: "b",
+        gen: 0,
       });
       assert.deepEqual(await store.forward(request("4", { pick: 0.999999 })), {
         status: "forwarded",
         resource: "b",
+        gen: 0,
       });
       assert.equal(await store.pendingCount(), 4);
     });
@@ -113,6 +117,7 @@ export function storeSuite(name: string, make: MakeStore): void {
       assert.deepEqual(await store.forward(request("1", { pick: 0.9 })), {
         status: "forwarded",
         resource: "b",
+        gen: 1,
       });
     });
 
@@ -216,7 +221,7 @@ export function storeSuite(name: string, make: MakeStore): void {
       await store.forward(request("g2", { pick: 0.9 }));
       const moved = await store.resourceUnavailable("a", T0 + 1, 0);
       assert.deepEqual(moved, [
-        { requester: "user@example.org/desk", id: "g1", resource: "b", payload: "<a/>" },
+        { requester: "user@example.org/desk", id: "g1", resource: "b", payload: "<a/>", gen: 0 },
       ]);
       assert.deepEqual(await store.onlineResources(), ["b"]);
       const claim = await store.claimReply({
@@ -274,10 +279,10 @@ export function storeSuite(name: string, make: MakeStore): void {
 
     it("returns what a forward did when it is retried with the same op, and refuses another op", async () => {
       const first = request("r", { pick: 0.9 });
-      assert.deepEqual(await store.forward(first), { status: "forwarded", resource: "b" });
+      assert.deepEqual(await store.forward(first), { status: "forwarded", resource: "b", gen: 0 });
       assert.deepEqual(
         await store.forward({ ...first, pick: 0 }),
-        { status: "forwarded", resource: "b" },
+        { status: "forwarded", resource: "b", gen: 0 },
         "a retry of an execution whose reply was lost: the same outcome, nothing recorded twice",
       );
       assert.deepEqual(await store.forward({ ...first, op: "another" }), { status: "duplicate" });
@@ -371,6 +376,38 @@ export function storeSuite(name: string, make: MakeStore): void {
       } finally {
         await limited.cleanup();
       }
+    });
+
+    it("gives a reused id the next generation while its tombstone lives; an answer of another is stale", async () => {
+      const requester = "user@example.org/desk";
+      const reply = { ...CLAIM, requester, id: "same", resource: "a" };
+      assert.deepEqual(await store.forward(request("same", { deadline: T0 + 100 })), {
+        status: "forwarded",
+        resource: "a",
+        gen: 0,
+      });
+      await expired(store, T0 + 200, 10);
+      assert.deepEqual(await store.forward(request("same", { now: T0 + 300, deadline: T0 + 5_000 })), {
+        status: "forwarded",
+        resource: "a",
+        gen: 1,
+      });
+      assert.deepEqual(
+        await store.claimReply({ ...reply, now: T0 + 400, gen: 0 }),
+        { status: "stale" },
+        "the late answer to the first request does not answer the second",
+      );
+      assert.deepEqual(await store.failover({ ...reply, pick: 0, now: T0 + 400, gen: 0 }), {
+        status: "stale",
+      });
+      assert.equal((await store.claimReply({ ...reply, now: T0 + 500, gen: 1 })).status, "claimed");
+      await store.ack([{ requester, id: "same", op: CLAIM.op }]);
+      assert.equal(
+        (await store.forward(request("same", { now: T0 + 600 }))).status === "forwarded" &&
+          (await store.claimReply({ ...reply, now: T0 + 700, gen: 2 })).status,
+        "claimed",
+        "and the next one the generation after",
+      );
     });
   });
 }

@@ -4,12 +4,12 @@
 -- Idempotent per operation: a retry with the same op while the lease runs returns "claimed" again.
 -- KEYS[1]  the request's record hash   KEYS[2]  deadline index   KEYS[3]  pending count per bare JID
 -- ARGV[1]  resource the reply came from   ARGV[2]  member   ARGV[3]  op   ARGV[4]  the reply, serialized
--- ARGV[5]  now (epoch ms)   ARGV[6]  lease end (epoch ms)
+-- ARGV[5]  now (epoch ms)   ARGV[6]  lease end (epoch ms)   ARGV[7]  the generation the reply's id carries
 -- Returns  {"claimed", requester, id, to, type, resource, deadline} | {"unknown"} | {"duplicate"} | {"late"}
---          | {"wrong-resource"}
+--          | {"wrong-resource"} | {"stale"} (an answer to an earlier request with the same id)
 local record, deadlines = KEYS[1], KEYS[2]
 local f = redis.call("HMGET", record, "state", "requester", "id", "to", "type", "resource", "deadline", "op",
-  "lease", "outcome")
+  "lease", "outcome", "gen")
 local state = f[1]
 
 if state == "answering" then
@@ -22,6 +22,7 @@ end
 if state == "replied" then return { "duplicate" } end
 if state == "timeout" then return { "late" } end
 if state ~= "pending" then return { "unknown" } end
+if (f[11] or "0") ~= ARGV[7] then return { "stale" } end
 -- Another resource must not answer for the one the request went to; the request stays pending.
 if f[6] ~= ARGV[1] then return { "wrong-resource" } end
 

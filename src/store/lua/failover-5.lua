@@ -7,11 +7,12 @@
 -- KEYS[4]  deadline index   KEYS[5]  pending count per bare JID
 -- ARGV[1]  resource that bounced   ARGV[2]  pick in [0, 1)   ARGV[3]  member   ARGV[4]  op
 -- ARGV[5]  the bounce, serialized   ARGV[6]  now (epoch ms)   ARGV[7]  lease end (epoch ms)
+-- ARGV[8]  the generation the bounce's id carries
 -- Returns  {"resent", resource, type, payload}
 --          | {"claimed", requester, id, to, type, resource, deadline}
---          | {"unknown"} | {"duplicate"} | {"late"} | {"wrong-resource"}
+--          | {"unknown"} | {"duplicate"} | {"late"} | {"wrong-resource"} | {"stale"}
 local f = redis.call("HMGET", KEYS[2], "state", "resource", "type", "retried", "requester", "id", "to", "deadline",
-  "payload", "op", "lease", "outcome")
+  "payload", "op", "lease", "outcome", "gen")
 local state = f[1]
 if state == "answering" then
   if f[10] == ARGV[4] and tonumber(f[11]) > tonumber(ARGV[6]) then
@@ -23,6 +24,7 @@ end
 if state == "replied" then return { "duplicate" } end
 if state == "timeout" then return { "late" } end
 if state ~= "pending" then return { "unknown" } end
+if (f[13] or "0") ~= ARGV[8] then return { "stale" } end
 if f[2] ~= ARGV[1] then return { "wrong-resource" } end
 
 -- Gone from routing at once; a probe re-adds it if it is in fact online.

@@ -1,6 +1,8 @@
 -- forward-5.lua: admit a request, choose an online resource and record the request as pending, in one step.
 -- Idempotent per operation: a retry with the same op (its first outcome unknown: timeout, connection lost)
 -- returns what the first execution did instead of a duplicate.
+-- Generation: an id reused while the tombstone of its earlier request lives gets the next generation, which the
+-- proxy adds to the id it forwards, so a late answer to the earlier request cannot answer this one.
 -- KEYS[1]  resources hash (resource -> last seen)   KEYS[2]  the request's record hash
 -- KEYS[3]  deadline index (member -> deadline or lease)   KEYS[4]  subscription flag (without it the store
 --          does not know the target's presence: lost or never learnt)   KEYS[5]  pending count per bare JID
@@ -8,13 +10,13 @@
 -- ARGV[6]  pick in [0, 1)   ARGV[7]  member   ARGV[8]  record TTL (ms)   ARGV[9]  index and count TTL (ms)
 -- ARGV[10] payload kept for failover ("" when too large to keep)   ARGV[11] op
 -- ARGV[12] the requester's bare JID   ARGV[13] pending limit per bare JID   ARGV[14] pending limit in total
--- Returns  {"forwarded", resource} | {"answered"} | {"no-resource"} | {"presence-unknown"} | {"duplicate"}
+-- Returns  {"forwarded", resource, generation} | {"answered"} | {"no-resource"} | {"presence-unknown"} | {"duplicate"}
 --          | {"limited", "requester" | "total"}
 local resources, record, deadlines, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
 
-local f = redis.call("HMGET", record, "state", "fop", "resource")
+local f = redis.call("HMGET", record, "state", "fop", "resource", "gen")
 if f[2] == ARGV[11] then
-  if f[1] == "pending" then return { "forwarded", f[3] } end
+  if f[1] == "pending" then return { "forwarded", f[3], f[4] or "0" } end
   return { "answered" }
 end
 -- A tombstone (replied / timeout) is overwritten by the new request; a live one blocks.
@@ -48,13 +50,16 @@ if index > #names then index = #names end
 if index < 1 then index = 1 end
 local resource = names[index]
 
+local gen = 0
+if f[1] == "replied" or f[1] == "timeout" then gen = tonumber(f[4] or "0") + 1 end
 redis.call("DEL", record)
 redis.call("HSET", record, "requester", ARGV[1], "id", ARGV[2], "to", ARGV[3], "type", ARGV[4],
   "resource", resource, "deadline", ARGV[5], "state", "pending", "payload", ARGV[10], "fop", ARGV[11])
+if gen > 0 then redis.call("HSET", record, "gen", gen) end
 redis.call("PEXPIRE", record, ARGV[8])
 redis.call("ZADD", deadlines, ARGV[5], ARGV[7])
 redis.call("PEXPIRE", deadlines, ARGV[9])
 redis.call("HINCRBY", counts, ARGV[12], 1)
 redis.call("PEXPIRE", counts, ARGV[9])
 
-return { "forwarded", resource }
+return { "forwarded", resource, tostring(gen) }

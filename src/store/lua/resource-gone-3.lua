@@ -7,7 +7,8 @@
 -- ARGV[1]  now (epoch ms)   ARGV[2]  TTL of the gone set (ms)   ARGV[3]  the resource; empty for all of them
 -- ARGV[4]  record key prefix (same hash tag)   ARGV[5]  pick in [0, 1)   ARGV[6]  cursor (0 on the first call)
 -- ARGV[7]  chunk size   ARGV[8]  how long a resource is remembered as gone (ms)
--- Returns  {next cursor (0: done), then 4 fields per moved request: requester, id, new resource, payload}
+-- Returns  {next cursor (0: done), then 5 fields per moved request: requester, id, new resource, payload,
+--          generation}
 local cursor, chunk = tonumber(ARGV[6]), tonumber(ARGV[7])
 if cursor == 0 then
   local gone
@@ -35,7 +36,7 @@ local base = math.floor(tonumber(ARGV[5]) * #names)
 local members = redis.call("ZRANGE", KEYS[3], cursor, cursor + chunk - 1)
 for i, member in ipairs(members) do
   local key = ARGV[4] .. member
-  local f = redis.call("HMGET", key, "state", "resource", "type", "retried", "requester", "id", "payload")
+  local f = redis.call("HMGET", key, "state", "resource", "type", "retried", "requester", "id", "payload", "gen")
   if f[1] == "pending" and f[2] == ARGV[3] and f[3] == "get" and f[4] ~= "1" and f[7] and f[7] ~= "" then
     local resource = names[(base + cursor + i) % #names + 1]
     redis.call("HSET", key, "resource", resource, "retried", "1")
@@ -43,6 +44,7 @@ for i, member in ipairs(members) do
     out[#out + 1] = f[6]
     out[#out + 1] = resource
     out[#out + 1] = f[7]
+    out[#out + 1] = f[8] or "0"
   end
 end
 if #members == chunk then out[1] = cursor + chunk end
