@@ -106,6 +106,8 @@ declare module "@xmpp/client" {
     start(): Promise<unknown>;
     stop(): Promise<unknown>;
     send(element: Element): Promise<void>;
+    /** Writes raw XML to the stream (tests: stanzas the builder cannot make). */
+    write(data: string): Promise<void>;
   }
   export function client(options: Record<string, unknown>): XmppClient;
   export const xml: typeof xmlFn;
