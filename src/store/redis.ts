@@ -37,7 +37,7 @@ export interface RedisStoreDeps {
 export const NO_LIMITS: StoreLimits = Object.freeze({ perRequester: 1e12, total: 1e12 });
 
 /** Pending records scanned per call when a resource goes away: a few ms of Redis time each. */
-const GONE_CHUNK = 500;
+const GONE_CHUNK = 200;
 
 type Script = keyof ScriptCommands;
 
