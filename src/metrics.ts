@@ -107,6 +107,12 @@ export function createMetrics(sources: MetricSources) {
       "xmpp_reconnects_total",
       "Connections to the XMPP server established after the first",
     ),
+    ackWindow: new Histogram({
+      name: "xcp_answer_ack_window_seconds",
+      help: "From writing an answer to its acknowledgement in the store: a replica killed within it may cause a second answer",
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1],
+      registers: [registry],
+    }),
     roundTrip: new Histogram({
       name: "xcp_round_trip_seconds",
       help: "From forwarding a request to routing its reply (any replica; assumes one IQ_TIMEOUT_MS)",

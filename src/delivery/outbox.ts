@@ -38,14 +38,18 @@ const ACK_RETRIES = 3;
 
 export function createOutbox({ store, write, clock, leaseMs, log, metrics }: OutboxDeps) {
   let acks: AckInput[] = [];
+  /** When each batch's answers were written (high-resolution), for the ack window metric. */
+  let writtenAt: number[] = [];
   let flushing: Promise<void> | undefined;
   const writing = new Set<Promise<void>>();
   const stranded = new Map<string, Stranded>();
 
-  async function ackBatch(batch: AckInput[]): Promise<void> {
+  async function ackBatch(batch: AckInput[], written: number[]): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await store.ack(batch);
+        const acked = performance.now();
+        for (const at of written) metrics.ackWindow.observe((acked - at) / 1000);
         return;
       } catch (err) {
         // Idempotent (only the op that holds the lease is acknowledged): retrying is safe.
@@ -65,8 +69,10 @@ export function createOutbox({ store, write, clock, leaseMs, log, metrics }: Out
   function flush(): void {
     if (flushing || acks.length === 0) return;
     const batch = acks;
+    const written = writtenAt;
     acks = [];
-    flushing = ackBatch(batch).finally(() => {
+    writtenAt = [];
+    flushing = ackBatch(batch, written).finally(() => {
       flushing = undefined;
       flush();
     });
@@ -76,6 +82,7 @@ export function createOutbox({ store, write, clock, leaseMs, log, metrics }: Out
     const done = write(stanza).then((written) => {
       if (written) {
         acks.push(held);
+        writtenAt.push(performance.now());
         // Everything written in this turn goes in one call.
         setImmediate(flush);
         return;
