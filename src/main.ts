@@ -59,11 +59,15 @@ export async function startService(
   const outbox = createOutbox({
     store,
     write: (stanza) => writeStanza(stanza),
+    connected: () => connectionState() === "connected",
+    lastInput: () => lastInput,
     clock,
     leaseMs: ttls.answerLeaseMs,
     log,
     metrics,
   });
+  /** When the last stanza arrived (the outbox's measure of how long the link was known alive). */
+  let lastInput = 0;
   // Set once presence exists: a data loss makes every replica learn the target's presence again.
   let relearnPresence = () => {};
   // The fallback for a store that loses its data (Redis). Long enough for the shared sweep to answer first.
@@ -147,13 +151,17 @@ export async function startService(
     ...config.xmpp,
     backoff: config.reconnect,
     log,
-    onStanza: inbound,
+    onStanza: (stanza) => {
+      lastInput = clock();
+      inbound(stanza);
+    },
     onFatal: () => onFatal(2),
   });
   sendStanza = connection.send;
   writeStanza = connection.write;
   connectionState = () => connection.state;
   let connections = 0;
+  connection.on("offline", () => outbox.onDisconnect());
   connection.on("online", () => {
     if (connections++ > 0) metrics.reconnects.inc();
     outbox.onOnline();
@@ -232,7 +240,7 @@ export async function startService(
       presence.stop();
       if (!config.redis) {
         await inbound.drained();
-        const answered = await sweeper.answerAll().catch(() => 0);
+        const answered = await sweeper.answerAll(config.iqTimeoutMs + 1_000).catch(() => 0);
         if (answered > 0) log.info({ answered }, "answered the requests still pending before stopping");
         await outbox.drained();
       }

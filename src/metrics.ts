@@ -108,8 +108,8 @@ export function createMetrics(sources: MetricSources) {
       "Connections to the XMPP server established after the first",
     ),
     ackWindow: new Histogram({
-      name: "xcp_answer_ack_window_seconds",
-      help: "From writing an answer to its acknowledgement in the store: a replica killed within it may cause a second answer",
+      name: "xcp_answer_ack_seconds",
+      help: "From writing a batch of answers' acknowledgement to the store until the store confirmed it",
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1],
       registers: [registry],
     }),

@@ -1,16 +1,25 @@
 /**
  * Delivery of answers the store handed to this replica (a routed reply, a timeout, an answer redelivered).
  *
- * RFC 6120 section 8.2.3 asks for exactly one answer per request, and a claimed answer exists only in this
- * process until it is written out. So the store keeps the answer with a lease (claim-3.lua) and this replica:
- * 1. writes the stanza to the component socket;
- * 2. once it is written, acknowledges it (ack-1.lua), batched: every answer written during one event-loop turn
- *    in one store call;
- * 3. when it could not be written (the link is down), keeps it and writes it again as soon as the link is back,
- *    while the lease runs; after that the sweep of any connected replica hands it out again.
- * A replica killed between writing and acknowledging leaves an answer that the sweep hands out once more when
- * its lease ends: that window (one ack round trip) is the only way to a second answer, and it is counted
- * (xcp_answers_redelivered_total).
+ * RFC 6120 section 8.2.3 asks for exactly one answer per request, but an answer lives in two systems that share
+ * no transaction: the store, which must forget it once it is sent, and the XMPP stream, which has no
+ * acknowledgements (XEP-0114). So the store keeps every claimed answer with a lease (claim-3.lua), and this
+ * replica, for everything the store handed it during one event-loop turn:
+ * 1. writes the acknowledgement (ack-1.lua, one call for the batch) to the Redis socket, and then, in the same
+ *    synchronous step, the answers to the XMPP socket. A replica killed before this step wrote neither: the
+ *    lease ends and another replica sends the answer, once. Killed after it, both writes are already with their
+ *    peers. The window between the two writes is a few microseconds.
+ * 2. if the XMPP link is down, acknowledges nothing and keeps the answers: it writes them as soon as the link is
+ *    back, while it still holds their lease; after that the sweep of any connected replica hands them out.
+ * 3. when the link is lost, writes again after reconnecting the answers written since shortly (SUSPECT_MS)
+ *    before the last data received on it: the link was alive then, and what was written later may have been
+ *    lost with it (the server drops what is in flight on a connection that dies, and nothing in XEP-0114 says
+ *    which stanzas those were). Counting from the last input rather than from when the loss was noticed keeps
+ *    a busy event loop's delay out of the window. An answer that did arrive is then sent twice; every such
+ *    re-send, like every redelivery by the sweep, is counted (xcp_answers_redelivered_total).
+ * If the acknowledgement itself fails (Redis unreachable), it is retried until shortly before the lease ends;
+ * only an outage longer than that makes the sweep send the answer again, a possible second answer, counted when
+ * the sweep hands it out.
  */
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
@@ -19,97 +28,161 @@ import { type AckInput, type Store, StoreUnavailableError } from "../store/types
 
 export interface OutboxDeps {
   store: Store;
-  /** Resolves true once the stanza was written to the XMPP connection. */
+  /** Resolves true once the stanza was written to the XMPP connection; the write itself starts at once. */
   write: (stanza: Element) => Promise<boolean>;
+  /** Whether the XMPP link is up. */
+  connected: () => boolean;
+  /** When data was last received on the XMPP link. */
+  lastInput: () => number;
   clock: () => number;
-  /** The store's answer lease: a stranded answer is written again by this replica only well within it. */
+  /** The store's answer lease: an unacknowledged answer is written again by this replica only well within it. */
   leaseMs: number;
   log: Logger;
   metrics: Metrics;
 }
 
-interface Stranded {
+interface Outgoing {
   readonly held: AckInput;
   readonly stanza: Element;
+  /** Whether the store has been told (or is being told) that it was sent. */
+  acked: boolean;
+  /** Until when this replica may write it unacknowledged (after that the sweep hands it out). */
   readonly until: number;
+  writtenAt: number;
 }
 
-const ACK_RETRIES = 3;
+/** Answers written this long before the last input of a link that was then lost may have been lost with it. */
+export const SUSPECT_MS = 25;
+/** Acknowledged answers kept for a re-send after reconnecting, at most. */
+const MAX_KEPT = 10_000;
 
-export function createOutbox({ store, write, clock, leaseMs, log, metrics }: OutboxDeps) {
-  let acks: AckInput[] = [];
-  /** When each batch's answers were written (high-resolution), for the ack window metric. */
-  let writtenAt: number[] = [];
-  let flushing: Promise<void> | undefined;
-  const writing = new Set<Promise<void>>();
-  const stranded = new Map<string, Stranded>();
+export function createOutbox({
+  store,
+  write,
+  connected,
+  lastInput,
+  clock,
+  leaseMs,
+  log,
+  metrics,
+}: OutboxDeps) {
+  let queue: Outgoing[] = [];
+  let scheduled = false;
+  const acking = new Set<Promise<void>>();
+  /** Recently written answers, oldest first, for the suspect window of a lost link. */
+  let recent: Outgoing[] = [];
+  /** Answers to write once the link is back. */
+  let waiting: Outgoing[] = [];
 
-  async function ackBatch(batch: AckInput[], written: number[]): Promise<void> {
+  /** Acknowledges, retrying until shortly before the lease ends: after it, the sweep sends the answers again. */
+  async function ack(batch: AckInput[], giveUpAt: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await store.ack(batch);
-        const acked = performance.now();
-        for (const at of written) metrics.ackWindow.observe((acked - at) / 1000);
         return;
       } catch (err) {
         // Idempotent (only the op that holds the lease is acknowledged): retrying is safe.
-        if (attempt >= ACK_RETRIES || !(err instanceof StoreUnavailableError)) {
+        const delay = Math.min(50 * 2 ** attempt, 500);
+        if (clock() + delay > giveUpAt || !(err instanceof StoreUnavailableError)) {
           metrics.storeErrors.inc({ operation: "ack" });
           log.warn(
             { err: { message: (err as Error).message }, answers: batch.length },
-            "answers sent but not acknowledged: the sweep may send them again when their lease ends",
+            "answers sent but not acknowledged: the sweep sends them again when their lease ends",
           );
           return;
         }
-        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+        await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
   }
 
   function flush(): void {
-    if (flushing || acks.length === 0) return;
-    const batch = acks;
-    const written = writtenAt;
-    acks = [];
-    writtenAt = [];
-    flushing = ackBatch(batch, written).finally(() => {
-      flushing = undefined;
-      flush();
-    });
+    scheduled = false;
+    const batch = queue;
+    queue = [];
+    if (batch.length === 0) return;
+    if (!connected()) {
+      keep(batch);
+      return;
+    }
+    // 1. The acknowledgement, written to the Redis socket now...
+    const unacked = batch.filter((item) => !item.acked);
+    if (unacked.length > 0) {
+      const started = performance.now();
+      // `until` is half the lease after the claim: keep a quarter of it as a margin for clocks and the sweep.
+      const giveUpAt = unacked.reduce((min, item) => Math.min(min, item.until), Number.POSITIVE_INFINITY) + leaseMs / 4;
+      const done = ack(
+        unacked.map((item) => item.held),
+        giveUpAt,
+      ).then(() => metrics.ackWindow.observe((performance.now() - started) / 1000));
+      for (const item of unacked) item.acked = true;
+      const tracked = done.finally(() => acking.delete(tracked));
+      acking.add(tracked);
+    }
+    // 2. ...and the answers, written to the XMPP socket in the same synchronous step.
+    const now = clock();
+    for (const item of batch) {
+      item.writtenAt = now;
+      void write(item.stanza).then((written) => {
+        if (!written) keep([item]);
+      });
+    }
+    const oldest = recent[0];
+    if (oldest && oldest.writtenAt < now - SUSPECT_MS)
+      recent = recent.filter((item) => item.writtenAt >= now - SUSPECT_MS);
+    recent.push(...batch);
+    if (recent.length > MAX_KEPT) recent = recent.slice(-MAX_KEPT);
   }
 
-  function deliver(held: AckInput, stanza: Element, until = clock() + leaseMs / 2): void {
-    const done = write(stanza).then((written) => {
-      if (written) {
-        acks.push(held);
-        writtenAt.push(performance.now());
-        // Everything written in this turn goes in one call.
-        setImmediate(flush);
-        return;
-      }
-      metrics.stranded.inc();
-      stranded.set(`${held.requester}\n${held.id}`, { held, stanza, until });
-    });
-    const tracked = done.finally(() => writing.delete(tracked));
-    writing.add(tracked);
+  function keep(items: Outgoing[]): void {
+    metrics.stranded.inc(items.length);
+    waiting.push(...items);
+    if (waiting.length > MAX_KEPT) waiting = waiting.slice(-MAX_KEPT);
   }
 
   return {
-    deliver,
-    /** The XMPP link is back: write what could not be written, while this replica still holds it. */
+    /** Sends an answer the store handed to this replica under `held.op`. */
+    deliver(held: AckInput, stanza: Element): void {
+      queue.push({ held, stanza, acked: false, until: clock() + leaseMs / 2, writtenAt: 0 });
+      if (!scheduled) {
+        scheduled = true;
+        // Everything handed over during this turn goes in one acknowledgement.
+        setImmediate(flush);
+      }
+    },
+    /** The XMPP link was lost: what was written just before may not have reached the server. */
+    onDisconnect(): void {
+      const since = Math.min(lastInput(), clock()) - SUSPECT_MS;
+      const suspects = recent.filter((item) => item.writtenAt >= since);
+      recent = [];
+      if (suspects.length === 0) return;
+      metrics.redelivered.inc(suspects.length);
+      log.info(
+        { answers: suspects.length },
+        "answers written just before the link was lost: sent again after reconnecting",
+      );
+      keep(suspects);
+    },
+    /** The XMPP link is back: write what could not be written. */
     onOnline(): void {
       const now = clock();
-      const waiting = [...stranded.values()];
-      stranded.clear();
-      for (const { held, stanza, until } of waiting) if (until > now) deliver(held, stanza, until);
-      if (waiting.length > 0) log.info({ answers: waiting.length }, "answers written after reconnecting");
+      const items = waiting;
+      waiting = [];
+      // Unacknowledged ones only while this replica holds their lease; the sweep hands out the others.
+      const resend = items.filter((item) => item.acked || item.until > now);
+      if (resend.length === 0) return;
+      log.info({ answers: resend.length }, "answers written after reconnecting");
+      queue.push(...resend);
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
     },
-    /** Resolves when everything written so far is acknowledged (or given up). */
+    /** Resolves when everything handed over so far is written and acknowledged (or given up). */
     async drained(): Promise<void> {
-      while (writing.size > 0 || flushing || acks.length > 0) {
-        await Promise.allSettled([...writing]);
-        flush();
-        await flushing;
+      while (scheduled || acking.size > 0) {
+        if (scheduled) await new Promise((resolve) => setImmediate(resolve));
+        await Promise.allSettled([...acking]);
       }
     },
   };

@@ -102,13 +102,14 @@ export function createSweeper(deps: SweeperDeps) {
       await running;
     },
     /**
-     * Answers every request still pending now, as if its deadline had come (a stopping replica whose store dies
-     * with it: the in-process store).
+     * Answers every request still pending, as if its deadline had come (a stopping replica whose store dies with
+     * it: the in-process store). `horizon` is past every pending deadline (IQ_TIMEOUT_MS from now) and within
+     * the records' lifetime.
      */
-    async answerAll(): Promise<number> {
+    async answerAll(horizon: number): Promise<number> {
       let total = 0;
       for (let answered = -1; answered !== 0; ) {
-        answered = await sweepOnce(Number.MAX_SAFE_INTEGER);
+        answered = await sweepOnce(clock() + horizon);
         total += answered;
       }
       return total;

@@ -37,6 +37,8 @@ export interface XmppConnection {
   start(): void;
   stop(): Promise<void>;
   on(event: "online", listener: () => void): void;
+  /** The established connection was lost (not emitted for failed attempts or a stop). */
+  on(event: "offline", listener: () => void): void;
   on(event: "state", listener: (state: ConnectionState) => void): void;
 }
 
@@ -105,7 +107,10 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
   client.on("disconnect", () => {
     clearTimeout(attemptTimer);
     if (state === "stopped") return;
-    if (state === "connected") log.warn({ service }, "lost the XMPP connection");
+    if (state === "connected") {
+      log.warn({ service }, "lost the XMPP connection");
+      events.emit("offline");
+    }
     scheduleRetry();
   });
 

@@ -16,9 +16,18 @@ export interface RedisServer {
   restart(): Promise<void>;
 }
 
-export async function startRedis(): Promise<RedisServer> {
+export interface RedisOptions {
+  /**
+   * Allow the DEBUG command (`--enable-debug-command yes`), for fault injection with `DEBUG SLEEP`; Redis 7
+   * refuses it otherwise. Kept across restart().
+   */
+  debugCommand?: boolean;
+}
+
+export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> {
   const port = await freePort();
-  let child = await launch(port);
+  const extra = opts.debugCommand ? ["--enable-debug-command", "yes"] : [];
+  let child = await launch(port, extra);
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -31,17 +40,17 @@ export async function startRedis(): Promise<RedisServer> {
     },
     async restart() {
       await terminate(child);
-      child = await launch(port);
+      child = await launch(port, extra);
     },
   };
 }
 
-async function launch(port: number) {
+async function launch(port: number, extra: string[]) {
   let output = "";
   const child = track(
     spawn(
       "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra],
       {
         stdio: ["ignore", "pipe", "pipe"],
       },

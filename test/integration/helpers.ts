@@ -10,6 +10,7 @@ export const NS_ECHO = "urn:xmpp-client-proxy:test:echo";
 export const NS_SILENT = "urn:xmpp-client-proxy:test:silent";
 export const NS_FAIL = "urn:xmpp-client-proxy:test:fail";
 export const NS_TWICE = "urn:xmpp-client-proxy:test:twice";
+export const NS_SLOW = "urn:xmpp-client-proxy:test:slow";
 export const NS_VERSION = "jabber:iq:version";
 export const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
@@ -19,7 +20,8 @@ export const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
  * - version: XEP-0092 answer naming the resource;
  * - silent: never answers;
  * - fail: answers with an application error;
- * - twice: answers twice (the second must never reach the requester).
+ * - twice: answers twice (the second must never reach the requester);
+ * - slow: answers as echo does, after the number of milliseconds the payload's text starts with ("1500:abc").
  */
 /** Which resource received each request id, across all implementing clients of a test file. */
 export const receivedBy = new Map<string, string>();
@@ -57,6 +59,24 @@ export function implementingBehaviour(resource: string, sendExtra: (stanza: Elem
           );
         }, 50);
         return xml("n", { xmlns: NS_TWICE }, "1");
+      case NS_SLOW: {
+        const text = payload?.getText() ?? "";
+        const { id, from } = iq.attrs;
+        setTimeout(() => {
+          sendExtra(
+            xml(
+              "iq",
+              { type: "result", id, to: from },
+              xml(
+                "echo",
+                { xmlns: NS_SLOW, resource, requester: decodeToken(from ?? "")?.requester ?? "?" },
+                text,
+              ),
+            ),
+          );
+        }, Number.parseInt(text, 10) || 0);
+        return null;
+      }
       default:
         return xml("error", { type: "cancel" }, xml("service-unavailable", { xmlns: NS_STANZAS }));
     }
