@@ -110,7 +110,8 @@ export function createOutbox({
     if (unacked.length > 0) {
       const started = performance.now();
       // `until` is half the lease after the claim: keep a quarter of it as a margin for clocks and the sweep.
-      const giveUpAt = unacked.reduce((min, item) => Math.min(min, item.until), Number.POSITIVE_INFINITY) + leaseMs / 4;
+      const giveUpAt =
+        unacked.reduce((min, item) => Math.min(min, item.until), Number.POSITIVE_INFINITY) + leaseMs / 4;
       const done = ack(
         unacked.map((item) => item.held),
         giveUpAt,
