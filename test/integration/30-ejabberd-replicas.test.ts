@@ -203,7 +203,7 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
     });
   });
 
-  it("costs two store calls per proxied request, plus the shared sweep", async () => {
+  it("costs two store calls per proxied request, plus the batched acknowledgements and the shared sweep", async () => {
     const admin = new Redis(redis.url);
     const calls = async () => {
       const stats = await admin.info("commandstats");
@@ -221,8 +221,9 @@ describe("three replicas behind ejabberd", { timeout: 240_000 }, () => {
     console.log(
       `store calls per proxied request: ${perRequest.toFixed(2)} (${answers.size} requests, ${elapsed} ms)`,
     );
-    // forward + claim, and each replica's sweep (one call per SWEEP_INTERVAL_MS) spread over the requests.
-    assert.ok(perRequest < 2.5, `${perRequest} store calls per request`);
+    // forward + claim, one acknowledgement for the answers a replica writes in one event-loop turn (fewer than
+    // one per request), and each replica's sweep (one call per SWEEP_INTERVAL_MS) spread over the requests.
+    assert.ok(perRequest < 3.2, `${perRequest} store calls per request`);
   });
 
   it("reconnects every replica by itself when ejabberd restarts, and serves again", async () => {
