@@ -29,6 +29,15 @@ export interface SentinelTarget {
 /** Where Redis is; structurally the `redis` part of the configuration (its `prefix` is ignored here). */
 export type RedisTarget = SingleTarget | ClusterTarget | SentinelTarget;
 
+/** Clients being closed on purpose (closeRedisClient): their end is final. */
+const closing = new WeakSet<Redis | Cluster>();
+
+/** Closes a client made here for good: QUIT, or a disconnect when Redis cannot be reached. */
+export async function closeRedisClient(client: Redis | Cluster): Promise<void> {
+  closing.add(client);
+  await client.quit().catch(() => client.disconnect());
+}
+
 /** Reconnect forever, quickly at first, at most every 2 s. */
 const retry = (attempt: number) => Math.min(100 * attempt, 2_000);
 
@@ -92,8 +101,18 @@ function build(target: RedisTarget): Redis | Cluster {
         reconnectOnError: (err) => err.message.startsWith("READONLY"),
         lazyConnect: false,
       });
-      // quit() leaves the failover detector's sentinel connections open (ioredis 5.11); disconnect() closes them.
-      client.once("end", () => client.disconnect());
+      client.on("end", () => {
+        // quit() leaves the failover detector's sentinel connections open (ioredis 5.11); disconnect() closes them.
+        if (closing.has(client)) {
+          client.disconnect();
+          return;
+        }
+        // ioredis 5.11 ends the client for good when the failover detector disconnects it while it is still
+        // asking a sentinel for the master (a race under load): connect again, as after any outage.
+        setTimeout(() => {
+          if (!closing.has(client) && client.status === "end") client.connect().catch(() => {});
+        }, retry(1));
+      });
       return client;
     }
     default:

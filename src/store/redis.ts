@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
 import type { Keys } from "./keys.js";
 import { describeRedisError, outcomeOf } from "./outcome.js";
+import { closeRedisClient } from "./redis-client.js";
 import { defineScripts, type ScriptCommands } from "./scripts.js";
 import {
   type ClaimResult,
@@ -292,9 +293,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
     pendingCount: () => call("count", () => redis.zcard(keys.deadlines)),
     // A key of the domain, so that on a Cluster it is the shard holding the domain that must answer.
     ping: () => call("ping", () => redis.exists(keys.epoch)).then(() => {}),
-    async close() {
-      await client.quit().catch(() => client.disconnect());
-    },
+    close: () => closeRedisClient(client),
   };
 }
 
