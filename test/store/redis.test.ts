@@ -189,4 +189,26 @@ describe("Redis store specifics", () => {
       await store.close();
     }
   });
+
+  it("answers with a timeout a request whose record was evicted, once", async () => {
+    const { store } = await makeStore("evicted");
+    const admin = new Redis(server.url);
+    const keys = createKeys("evicted", "proxy.example.org");
+    const now = Date.now();
+    await store.resourceAvailable("a", now);
+    await store.forward(forwardInput("gone", now, { requester: "u@x/y", deadline: now + 100 }));
+    await admin.del(keys.record("u@x/y\ngone"));
+    const swept = await store.sweep(now + 200, 10, "sw");
+    assert.deepEqual(
+      swept.due.map(({ request, answer }) => [request.requester, request.id, request.to, answer]),
+      [["u@x/y", "gone", "", null]],
+      "the member names the requester and the id; the address it was sent to is lost",
+    );
+    await store.ack([{ requester: "u@x/y", id: "gone", op: "sw" }]);
+    assert.deepEqual((await store.sweep(now + 10_000, 10, "again")).due, []);
+    const late = { ...CLAIM, requester: "u@x/y", id: "gone", resource: "a", now: now + 300 };
+    assert.equal((await store.claimReply(late)).status, "late");
+    admin.disconnect();
+    await store.close();
+  });
 });

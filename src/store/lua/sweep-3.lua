@@ -1,5 +1,7 @@
 -- sweep-3.lua: hand out the answers that are due, each to one caller only, and read the store's epoch.
 -- - A pending request past its deadline gets the timeout answer (outcome "timeout", no stored answer).
+-- - A request whose record is gone while its deadline is indexed lost it to eviction (maxmemory) or to the
+--   safety-net TTL: it is answered with the timeout too, from the domain (its `to` is lost with the record).
 -- - An answer whose lease ended without an acknowledgement (its replica died, or lost its XMPP link) is handed
 --   out again with a new lease, at most MAX_TRIES times in all; after that it is given up as a tombstone.
 -- Either way the request stays "answering" under the caller's op until the caller acknowledges it (ack-1.lua).
@@ -39,8 +41,18 @@ for _, member in ipairs(due) do
     for i = 2, 7 do out[#out + 1] = f[i] end
     out[#out + 1] = f[8] or ""
     out[#out + 1] = "1"
+  elseif f[1] == false then
+    local newline = string.find(member, "\n", 1, true)
+    local requester, id = string.sub(member, 1, newline - 1), string.sub(member, newline + 1)
+    redis.call("HSET", record, "state", "answering", "outcome", "timeout", "op", ARGV[4], "lease", ARGV[5],
+      "tries", 1)
+    redis.call("PEXPIRE", record, ARGV[8])
+    redis.call("ZADD", deadlines, ARGV[5], member)
+    local bare = string.match(requester, "^[^/]*")
+    if redis.call("HINCRBY", KEYS[3], bare, -1) <= 0 then redis.call("HDEL", KEYS[3], bare) end
+    for _, field in ipairs({ requester, id, "", "get", "", "0", "", "0" }) do out[#out + 1] = field end
   else
-    -- Answered, gone (expired safety net), or handed out MAX_TRIES times: nothing left to deliver.
+    -- Answered, or handed out MAX_TRIES times: nothing left to deliver.
     redis.call("ZREM", deadlines, member)
     if f[1] == "answering" then
       redis.call("HSET", record, "state", f[10] or "replied")
