@@ -109,9 +109,11 @@ export function createOutbox({
     const unacked = batch.filter((item) => !item.acked);
     if (unacked.length > 0) {
       const started = performance.now();
-      // `until` is half the lease after the claim: keep a quarter of it as a margin for clocks and the sweep.
+      // `until` is half the lease after the claim: retry until 250 ms before the lease ends (the sweep's turn).
       const giveUpAt =
-        unacked.reduce((min, item) => Math.min(min, item.until), Number.POSITIVE_INFINITY) + leaseMs / 4;
+        unacked.reduce((min, item) => Math.min(min, item.until), Number.POSITIVE_INFINITY) +
+        leaseMs / 2 -
+        250;
       const done = ack(
         unacked.map((item) => item.held),
         giveUpAt,

@@ -48,8 +48,6 @@ interface Tombstone {
 
 /** Tombstones kept at most; beyond it the oldest go first, and a reply to them counts as unknown. */
 export const MAX_TOMBSTONES = 100_000;
-/** As sweep-3.lua: an answer is handed out at most this many times. */
-const MAX_TRIES = 3;
 
 export function createMemoryStore({
   ttls = DEFAULT_TTLS,
@@ -290,7 +288,7 @@ export function createMemoryStore({
           continue;
         }
         const redelivery = entry.state === "answering";
-        if (redelivery && entry.tries >= MAX_TRIES) {
+        if (redelivery && entry.tries >= ttls.maxHandouts) {
           bury(member, entry.outcome, entry.fop, entry.gen, now);
           continue;
         }

@@ -3,7 +3,7 @@
  * (./lua, one typed method each in scripts.ts); every key comes from keys.ts and carries a TTL as a safety net.
  */
 import { randomUUID } from "node:crypto";
-import type { Cluster, Redis } from "ioredis";
+import { Cluster, type Redis } from "ioredis";
 import type { Keys } from "./keys.js";
 import { describeRedisError, outcomeOf } from "./outcome.js";
 import { closeRedisClient } from "./redis-client.js";
@@ -78,8 +78,14 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
       pipeline.wait(wait.replicas, wait.timeoutMs);
       const results = (await pipeline.exec()) ?? [];
       const [scriptError, result] = results[0] ?? [new Error("no reply"), null];
-      if (scriptError) throw scriptError;
       const [waitError, acknowledged] = results[1] ?? [new Error("no reply"), 0];
+      if (client instanceof Cluster && [scriptError, result, waitError, acknowledged].some(isRedirection)) {
+        // ioredis 5.11 does not follow MOVED/ASK in a pipeline mixing a script and WAIT, and after a failover it
+        // may even hand one command's reply to the other: refresh the slot map and retry with the same op.
+        client.refreshSlotsCache();
+        throw new StoreUnavailableError(`Redis ${what}: the domain's slot moved`, { outcome: "unknown" });
+      }
+      if (scriptError) throw scriptError;
       if (waitError || Number(acknowledged) < wait.replicas) {
         throw new StoreUnavailableError(
           `Redis ${what}: acknowledged by ${Number(acknowledged) || 0} of ${wait.replicas} replicas`,
@@ -247,6 +253,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         randomUUID(),
         indexTtl,
         ttls.tombstoneMs,
+        ttls.maxHandouts,
       );
       const due: DueAnswer[] = [];
       for (let i = 1; i + 8 <= flat.length; i += 8) {
@@ -296,6 +303,12 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
     close: () => closeRedisClient(client),
   };
 }
+
+/** A reply, or a reply in the wrong place, that says the slot lives elsewhere or the cluster is changing. */
+const isRedirection = (value: unknown): boolean => {
+  const text = value instanceof Error ? value.message : typeof value === "string" ? value : "";
+  return /^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN) /.test(text) || text.includes("replica instances");
+};
 
 /** The bare JID of a full JID (RFC 7622 section 3.1: the resource starts at the first '/'). */
 const bareOf = (jid: string) => {

@@ -75,6 +75,7 @@ export interface ScriptCommands {
     newEpoch: string,
     epochTtl: number,
     tombstoneTtl: number,
+    maxHandouts: number,
   ): Promise<Reply>;
   ack(deadlines: string, recordPrefix: string, tombstoneTtl: number, ...memberOps: string[]): Promise<number>;
   resourceAvailable(

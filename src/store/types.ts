@@ -240,12 +240,18 @@ export interface StoreTtls {
   readonly presenceMs: number;
   /**
    * How long a claimed answer belongs to the replica that claimed it before the sweep hands it to another: longer
-   * than sending and acknowledging takes, short enough that a requester whose answer was stranded by a killed
-   * replica or a dropped link gets it a few seconds late rather than never.
+   * than sending and acknowledging takes, and than a Redis failover (2-3 s), during which the acknowledgement is
+   * retried; short enough that a requester whose answer was stranded by a killed replica gets it a few seconds
+   * late rather than never.
    */
   readonly answerLeaseMs: number;
   /** How long a resource's unavailable presence is remembered (failover of a `set`). */
   readonly goneMs: number;
+  /**
+   * How many times in all an answer is handed out (claimed, then redelivered by the sweep) before it is given up:
+   * with the lease, how long replicas may fail to acknowledge it (a failover, WAIT not met) before it is lost.
+   */
+  readonly maxHandouts: number;
 }
 
 /**
@@ -258,7 +264,8 @@ export function storeTtls(iqTimeoutMs: number): StoreTtls {
     recordGraceMs: 10 * 60_000,
     tombstoneMs: Math.max(60_000, iqTimeoutMs + 30_000),
     presenceMs: 24 * 60 * 60_000,
-    answerLeaseMs: 3_000,
+    answerLeaseMs: 4_000,
+    maxHandouts: 30,
     goneMs: Math.max(60_000, 2 * iqTimeoutMs),
   });
 }

@@ -51,6 +51,8 @@ export interface RedisCluster {
   ready(timeoutMs?: number): Promise<void>;
   /** The replication section of INFO of node `index` (for diagnostics). */
   replication(index: number): Promise<string>;
+  /** What node `index` printed (its last 50 kB, across restarts), for failure reports. */
+  logs(index: number): string;
   /** Stops every node and removes the temp dirs. */
   stop(): Promise<void>;
 }
@@ -71,6 +73,7 @@ export async function startRedisCluster(opts: RedisClusterOptions = {}): Promise
   const stop = async () => {
     await Promise.all(children.map((child) => child && terminate(child)));
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    for (const { port } of nodes) outputs.delete(port);
   };
   try {
     for (let i = 0; i < MASTERS * (1 + replicasPerMaster); i++) {
@@ -139,6 +142,7 @@ export async function startRedisCluster(opts: RedisClusterOptions = {}): Promise
       await waitForReplicas(up, replicasPerMaster, timeoutMs);
     },
     replication: (index) => ask(nodes[index] as ClusterNode, (client) => client.info("replication")),
+    logs: (index) => outputs.get(nodes[index]?.port ?? 0) ?? "",
     stop,
   };
 
@@ -259,8 +263,10 @@ async function waitForReplicas(nodes: ClusterNode[], count: number, timeoutMs = 
   throw new Error(`Redis Cluster replicas not ready within ${timeoutMs} ms: ${last}`);
 }
 
+/** What each node printed (its last 50 kB), by port: kept across restarts, for failure reports. */
+const outputs = new Map<number, string>();
+
 async function launch(port: number, dir: string, extra: string[] = []): Promise<ChildProcess> {
-  let output = "";
   const child = track(
     spawn(
       "redis-server",
@@ -285,12 +291,12 @@ async function launch(port: number, dir: string, extra: string[] = []): Promise<
     ),
   );
   const collect = (chunk: Buffer) => {
-    output += chunk.toString();
+    outputs.set(port, ((outputs.get(port) ?? "") + chunk.toString()).slice(-50_000));
   };
   child.stdout?.on("data", collect);
   child.stderr?.on("data", collect);
   try {
-    await waitForPort(port, 5000, () => output);
+    await waitForPort(port, 5000, () => outputs.get(port) ?? "");
   } catch (err) {
     await terminate(child);
     throw err;

@@ -3,17 +3,19 @@
 -- - A request whose record is gone while its deadline is indexed lost it to eviction (maxmemory) or to the
 --   safety-net TTL: it is answered with the timeout too, from the domain (its `to` is lost with the record).
 -- - An answer whose lease ended without an acknowledgement (its replica died, or lost its XMPP link) is handed
---   out again with a new lease, at most MAX_TRIES times in all; after that it is given up as a tombstone.
+--   out again with a new lease, at most ARGV[9] times in all; after that it is given up as a tombstone. A
+--   hand-out whose result never reached its caller (a timeout, a WAIT that failed) is counted too, so the
+--   bound is generous: it only ends an answer that no replica can acknowledge for minutes.
 -- Either way the request stays "answering" under the caller's op until the caller acknowledges it (ack-1.lua).
 -- The epoch is set if missing and its TTL refreshed: a store that lost its data shows a new epoch here, within
 -- one sweep interval, however long the replicas have been up.
 -- KEYS[1]  deadline index   KEYS[2]  epoch string   KEYS[3]  pending count per bare JID
 -- ARGV[1]  now (epoch ms)   ARGV[2]  limit   ARGV[3]  record key prefix   ARGV[4]  op
 -- ARGV[5]  lease end (epoch ms)   ARGV[6]  a new random epoch, used if none is set   ARGV[7]  epoch TTL (ms)
--- ARGV[8]  tombstone TTL (ms)
+-- ARGV[8]  tombstone TTL (ms)   ARGV[9]  hand-outs at most
 -- Returns  {epoch, then 8 fields per answer: requester, id, to, type, resource, deadline, answer ("" for the
 --          timeout), "1" when it was handed out before}
-local MAX_TRIES = 3
+local MAX_TRIES = tonumber(ARGV[9])
 local deadlines, prefix = KEYS[1], ARGV[3]
 redis.call("SET", KEYS[2], ARGV[6], "NX")
 redis.call("PEXPIRE", KEYS[2], ARGV[7])
