@@ -152,7 +152,12 @@ describe("Redis Sentinel specifics", () => {
       assert.equal(await servingPort(redis), replica.port, "connected to the promoted replica");
       await store.resourceAvailable("b", Date.now());
       assert.deepEqual(await store.onlineResources(), ["a", "b"], "and accepts writes");
-      assert.equal(reconnects.length, 1, "the reconnect is reported once, so presence is probed again");
+      // Once, or twice when the sentinels' +switch-master reaches the client after it had already reconnected
+      // by itself (the failover detector then reconnects it once more): either way presence is probed again.
+      assert.ok(
+        reconnects.length >= 1 && reconnects.length <= 2,
+        `the reconnect is reported (${reconnects.length} times), so presence is probed again`,
+      );
     } finally {
       await store.close();
     }
