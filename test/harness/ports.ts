@@ -1,7 +1,28 @@
 import { createServer } from "node:net";
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export function freePort(): Promise<number> {
+/**
+ * A TCP port that was free on all interfaces a moment ago. Chosen below Linux's ephemeral range (32768-60999):
+ * a port the kernel handed out for listen(0) is as likely to be taken next as the source port of an outgoing
+ * connection (the load tests make thousands), and the service listens on all interfaces. Redis Cluster also
+ * binds port + 10000 for its bus, so that one must be free too (and stays below the range).
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 2_700);
+    if ((await canListen(port)) && (await canListen(port + 10_000))) return port;
+  }
+  return anyPort();
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, () => server.close(() => resolve(true)));
+  });
+}
+
+function anyPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once("error", reject);
