@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { freePort, waitForPort } from "./ports.js";
 import { exitOf, terminate, track } from "./processes.js";
+import { askRedis } from "./redis.js";
 
 export interface ClusterNode {
   host: string;
@@ -209,25 +210,8 @@ async function clusterView(nodes: ClusterNode[]): Promise<ClusterView> {
   throw new Error(`no cluster node answers: ${(last as Error)?.message}`);
 }
 
-/** One command on a fresh connection (a node that was killed must not poison a client). */
-async function ask<T>(node: ClusterNode, fn: (client: Redis) => Promise<T>): Promise<T> {
-  const client = new Redis({
-    host: node.host,
-    port: node.port,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    connectTimeout: 1000,
-    commandTimeout: 2000,
-    lazyConnect: true,
-  });
-  client.on("error", () => {});
-  try {
-    await client.connect();
-    return await fn(client);
-  } finally {
-    client.disconnect();
-  }
-}
+/** One command on a fresh connection to a node (see askRedis). */
+const ask = <T>(node: ClusterNode, fn: (client: Redis) => Promise<T>): Promise<T> => askRedis(node.port, fn);
 
 /** Every master of the running nodes has `count` replicas whose link is up, and the masters agree. */
 async function waitForReplicas(nodes: ClusterNode[], count: number, timeoutMs = 30_000): Promise<void> {

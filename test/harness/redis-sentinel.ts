@@ -11,9 +11,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { freePort, waitForPort } from "./ports.js";
 import { exitOf, terminate, track } from "./processes.js";
+import { askRedis } from "./redis.js";
 
 const HOST = "127.0.0.1";
 
@@ -85,25 +85,6 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
     rmSync(dir, { recursive: true, force: true });
   };
 
-  const ask = async <T>(port: number, fn: (client: Redis) => Promise<T>): Promise<T> => {
-    // Fresh connections each time: a server that was killed must not poison a client.
-    const client = new Redis({
-      host: HOST,
-      port,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-      connectTimeout: 1000,
-      commandTimeout: 2000,
-      lazyConnect: true,
-    });
-    client.on("error", () => {});
-    try {
-      await client.connect();
-      return await fn(client);
-    } finally {
-      client.disconnect();
-    }
-  };
   const indexOfPort = (port: number) => {
     const index = ports.indexOf(port);
     if (index < 0) throw new Error(`port ${port} is not a data server of this group`);
@@ -113,7 +94,7 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
   const named = () =>
     Promise.all(
       sentinelPorts.map((port) =>
-        ask(port, async (client) => {
+        askRedis(port, async (client) => {
           const addr = (await client.call("SENTINEL", "get-master-addr-by-name", name)) as string[] | null;
           return Number(addr?.[1]);
         }).catch(() => Number.NaN),
@@ -171,12 +152,12 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
 
   /** Replicas of the master at `port` that are online and synced, by port. */
   const onlineReplicas = async (port: number): Promise<number[]> => {
-    const info = await ask(port, (client) => client.info("replication"));
+    const info = await askRedis(port, (client) => client.info("replication"));
     if (!/^role:master\r?$/m.test(info)) return [];
     return [...info.matchAll(/^slave\d+:ip=[^,]+,port=(\d+),state=online,/gm)].map((m) => Number(m[1]));
   };
   const linkUp = (port: number) =>
-    ask(port, (client) => client.info("replication")).then((info) =>
+    askRedis(port, (client) => client.info("replication")).then((info) =>
       /^master_link_status:up\r?$/m.test(info),
     );
 
@@ -194,7 +175,7 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
           const linked = await Promise.all(online.map((replica) => linkUp(replica).catch(() => false)));
           const known = await Promise.all(
             sentinelPorts.map((sentinel) =>
-              ask(sentinel, async (client) => {
+              askRedis(sentinel, async (client) => {
                 const list = (await client.call("SENTINEL", "replicas", name)) as string[][];
                 const good = list
                   .map((fields) => fieldsOf(fields))
@@ -258,7 +239,7 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
       throw new Error(`no failover from ${ports[from]} within ${timeoutMs} ms`);
     },
     async failover() {
-      const answer = await ask(sentinelPorts[0] as number, (client) =>
+      const answer = await askRedis(sentinelPorts[0] as number, (client) =>
         client.call("SENTINEL", "FAILOVER", name),
       );
       if (String(answer) !== "OK") throw new Error(`SENTINEL FAILOVER: ${String(answer)}`);
@@ -275,7 +256,7 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
       const master = await masterIndex();
       await launchServer(index, master === index ? undefined : ports[master]);
     },
-    replication: (index) => ask(ports[index] as number, (client) => client.info("replication")),
+    replication: (index) => askRedis(ports[index] as number, (client) => client.info("replication")),
     logs: () =>
       [...servers, ...sentinels]
         .map(

@@ -2,6 +2,7 @@
  * A private redis-server on a free port, with nothing persisted. Never the one that may run on 6379.
  */
 import { spawn } from "node:child_process";
+import { Redis } from "ioredis";
 import { freePort, waitForPort } from "./ports.js";
 import { exitOf, terminate, track } from "./processes.js";
 
@@ -69,4 +70,27 @@ async function launch(port: number, extra: string[]) {
     throw err;
   }
   return child;
+}
+
+/**
+ * One command (or a few) on a fresh connection to 127.0.0.1:port that gives up at once: a server that was killed
+ * must not poison a long-lived client, and a test must not hang on one that is down.
+ */
+export async function askRedis<T>(port: number, fn: (client: Redis) => Promise<T>): Promise<T> {
+  const client = new Redis({
+    host: "127.0.0.1",
+    port,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 1000,
+    commandTimeout: 2000,
+    lazyConnect: true,
+  });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    return await fn(client);
+  } finally {
+    client.disconnect();
+  }
 }
