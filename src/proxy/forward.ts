@@ -40,8 +40,15 @@ export interface ForwarderDeps {
   tracker: Tracker;
 }
 
-/** A short random name for one forwarding, the same on every retry of it. */
-export const newOp = () => randomBytes(9).toString("base64url");
+/** This process's random part of every op: ops of different replicas (and restarts) never meet. */
+const OP_PREFIX = randomBytes(6).toString("base64url");
+let opCount = 0;
+
+/**
+ * A short unique name for one store operation (a forwarding, a claim, a sweep), the same on every retry of it:
+ * the process's random prefix and a counter, with no random draw on the per-request path.
+ */
+export const newOp = () => OP_PREFIX + (opCount++).toString(36);
 
 export function createForwarder(deps: ForwarderDeps) {
   const { store, jat, send, answerError, pick, clock, domain, target, timeoutMs, log, metrics, tracker } =
