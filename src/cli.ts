@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * `xmpp-client-proxy`: reads the configuration from the environment and runs the service.
- * Exit codes: 0 stopped by a signal; 2 configuration problem (invalid settings, or refused by the server).
+ * Exit codes: 0 stopped by a signal; 1 failed to start or failed unexpectedly; 2 configuration problem
+ * (invalid settings, refused by the XMPP server, or the store refused the credentials).
  */
 import { loadConfig } from "./config.js";
 import { createLogger } from "./log.js";
@@ -16,21 +17,23 @@ if (!result.ok) {
 }
 
 const log = createLogger(result.config.logLevel);
+let exiting = false;
+/** Exits with `code` once the asynchronous log destination has drained (the first call decides the code). */
 const exit = (code: number) => {
-  log.flush();
-  // Give the asynchronous log destination a moment to drain.
-  setTimeout(() => process.exit(code), 50).unref();
+  if (exiting) return;
+  exiting = true;
+  process.exitCode = code;
+  log.flush(() => process.exit(code));
+  // Not unref'd: nothing else may keep the process alive, and the exit code must be this one.
+  setTimeout(() => process.exit(code), 1_000);
 };
 
 process.on("uncaughtException", (err) => {
-  log.fatal({ err: { message: err.message, stack: err.stack } }, "uncaught exception");
+  log.fatal({ err }, "uncaught exception");
   exit(1);
 });
 process.on("unhandledRejection", (err) => {
-  log.error(
-    { err: { message: (err as Error)?.message, stack: (err as Error)?.stack } },
-    "unhandled rejection",
-  );
+  log.error({ err }, "unhandled rejection");
 });
 
 // Signals are handled from the start: a SIGTERM while starting still ends in a clean exit 0.
@@ -50,7 +53,7 @@ const shutdown = (signal: string) => {
       exit(0);
     },
     (err: Error) => {
-      log.error({ err: { message: err.message } }, "shutdown failed");
+      log.error({ err }, "shutdown failed");
       exit(1);
     },
   );
@@ -62,6 +65,6 @@ try {
   service = await startService(result.config, log, exit);
   if (stopping) await service.stop().finally(() => exit(0));
 } catch (err) {
-  log.fatal({ err: { message: (err as Error).message } }, "failed to start");
+  log.fatal({ err }, "failed to start");
   exit(1);
 }

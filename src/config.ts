@@ -2,10 +2,11 @@
  * Configuration: read once from the environment into a frozen, typed object.
  *
  * Every problem is collected and reported at once, one line per problem, each naming the variable. Secret
- * values (XMPP_PASSWORD, JAT_KEYS, REDIS_PASSWORD) never appear in a message.
+ * values (XMPP_PASSWORD, JAT_KEYS, REDIS_PASSWORD, REDIS_URL) never appear in a message.
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { z } from "zod";
 import { jid as parseJid } from "./xmpp/jid.js";
 
@@ -19,6 +20,8 @@ export interface Config {
     readonly service: string;
     readonly domain: string;
     readonly password: string;
+    /** `xmpps://`: TLS from the first byte (XMPP_TLS_CA_FILE, XMPP_TLS_SERVERNAME); null for `xmpp://`. */
+    readonly tls: XmppTls | null;
   };
   readonly target: string;
   readonly redis: RedisConfig | null;
@@ -28,6 +31,8 @@ export interface Config {
   readonly iqTimeoutMs: number;
   readonly balance: "random";
   readonly httpPort: number;
+  /** HTTP_HOST: the listen address of /healthz, /readyz and /metrics; undefined: every interface. */
+  readonly httpHost: string | undefined;
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   readonly reconnect: { readonly minMs: number; readonly maxMs: number; readonly standbyMs: number };
   readonly sweepIntervalMs: number;
@@ -44,6 +49,13 @@ export interface Config {
   };
   /** REQUESTER_ALLOW (null: everyone) and REQUESTER_DENY: bare JIDs and domains, lower case. */
   readonly requesters: { readonly allow: readonly string[] | null; readonly deny: readonly string[] };
+}
+
+export interface XmppTls {
+  /** PEM certificates the server's certificate must chain to; undefined: the system's CAs. */
+  readonly ca: string | undefined;
+  /** The name checked in the server's certificate and sent as SNI. */
+  readonly servername: string;
 }
 
 export interface RedisNode {
@@ -83,12 +95,17 @@ export type ConfigResult = { ok: true; config: Config } | { ok: false; problems:
 const KID = /^[A-Za-z0-9_-]{1,16}$/;
 const MIN_SECRET = 32;
 
+/** A whole number in a range; one message for every way to miss it. */
 const int = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d+$/, "must be a whole number")
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+  z.string().transform((value, ctx) => {
+    const number = /^\d{1,10}$/.test(value) ? Number(value) : Number.NaN;
+    if (number >= min && number <= max) return number;
+    ctx.addIssue(`must be a whole number from ${min} to ${max}`);
+    return z.NEVER;
+  });
+
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** `host:port,host:port` (an IPv6 host in brackets) into nodes. */
 const hostPorts = z.string().transform((value, ctx) => {
@@ -122,7 +139,12 @@ const addressList = z.string().transform((value, ctx) => {
 const schema = z.object({
   XMPP_SERVICE: z
     .string({ error: "is required" })
-    .refine((value) => /^xmpp:\/\/[^/:]+:\d{1,5}\/?$/.test(value), "must look like xmpp://host:port"),
+    .refine(
+      (value) => /^xmpps?:\/\/[^/:]+:\d{1,5}\/?$/.test(value),
+      "must be xmpp://host:port, or xmpps://host:port for TLS from the first byte",
+    ),
+  XMPP_TLS_SERVERNAME: z.string().regex(HOSTNAME, "must be a host name such as xmpp.example.org").optional(),
+  XMPP_TLS_CA_FILE: z.string().optional(),
   XMPP_DOMAIN: z
     .string({ error: "is required" })
     .refine((value) => isDomain(value), "must be a domain name such as proxy.example.org"),
@@ -146,6 +168,13 @@ const schema = z.object({
   IQ_TIMEOUT_MS: int(100, 600_000).default(30_000),
   BALANCE: z.enum(["random"], { error: "must be one of: random" }).default("random"),
   HTTP_PORT: int(0, 65_535).default(8080),
+  HTTP_HOST: z
+    .string()
+    .refine(
+      (value) => isIP(value) !== 0 || HOSTNAME.test(value),
+      "must be an IP address or a host name (the address to listen on)",
+    )
+    .optional(),
   LOG_LEVEL: z
     .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], {
       error: "must be one of: fatal, error, warn, info, debug, trace, silent",
@@ -186,6 +215,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
   const rawKeys = readSecret(clean, "JAT_KEYS", problems);
   const jatKeys = rawKeys === undefined ? [] : parseJatKeys(rawKeys, problems);
 
+  // REDIS_URL may hold a password: it may come from a file, and no message repeats it.
+  const redisUrl = readSecret(clean, "REDIS_URL", problems);
+  delete clean.REDIS_URL_FILE;
+  if (redisUrl !== undefined) clean.REDIS_URL = redisUrl;
+  const tls = xmppTls(clean, problems);
+
   const parsed = schema.safeParse(clean);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(`${issue.path.join(".")}: ${issue.message}`);
@@ -209,7 +244,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
   const passwordVar = clean.REDIS_PASSWORD_FILE === undefined ? "REDIS_PASSWORD" : "REDIS_PASSWORD_FILE";
   if (redisPassword !== undefined && (topologies.length === 0 || topologies[0] === "REDIS_URL")) {
     problems.push(
-      `${passwordVar}: only applies with REDIS_CLUSTER_NODES or REDIS_SENTINELS (a REDIS_URL carries its own)`,
+      `${passwordVar}: only applies with REDIS_CLUSTER_NODES or REDIS_SENTINELS (a REDIS_URL carries its own: redis://:password@host:port, kept out of the environment with REDIS_URL_FILE)`,
     );
   }
   if (
@@ -231,7 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
   const data = parsed.data;
   const generated = jatKeys.length === 0;
   const config: Config = {
-    xmpp: { service: data.XMPP_SERVICE.replace(/\/$/, ""), domain: data.XMPP_DOMAIN, password },
+    xmpp: { service: data.XMPP_SERVICE.replace(/\/$/, ""), domain: data.XMPP_DOMAIN, password, tls },
     target: data.TARGET_JID,
     redis: redisConfig(data, redisPassword),
     jatKeys: generated ? [{ kid: "local", secret: randomBytes(32) }] : jatKeys,
@@ -239,6 +274,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
     iqTimeoutMs: data.IQ_TIMEOUT_MS,
     balance: data.BALANCE,
     httpPort: data.HTTP_PORT,
+    httpHost: data.HTTP_HOST,
     logLevel: data.LOG_LEVEL,
     reconnect: {
       minMs: data.RECONNECT_MIN_MS,
@@ -277,6 +313,30 @@ function redisConfig(data: z.infer<typeof schema>, password: string | undefined)
       ...secret,
     };
   return null;
+}
+
+/** XMPP_SERVICE=xmpps://: the TLS settings of the component link (null for xmpp://). */
+function xmppTls(env: Record<string, string>, problems: string[]): XmppTls | null {
+  const match = /^xmpps:\/\/([^/:]+):/.exec(env.XMPP_SERVICE ?? "");
+  if (!match) {
+    for (const name of ["XMPP_TLS_CA_FILE", "XMPP_TLS_SERVERNAME"])
+      if (env[name] !== undefined) problems.push(`${name}: only applies with XMPP_SERVICE=xmpps://host:port`);
+    return null;
+  }
+  const file = env.XMPP_TLS_CA_FILE;
+  let ca: string | undefined;
+  if (file !== undefined) {
+    try {
+      ca = readFileSync(file, "utf8");
+      if (!ca.includes("-----BEGIN CERTIFICATE-----"))
+        problems.push(`XMPP_TLS_CA_FILE: the file ${file} holds no PEM certificate`);
+    } catch (err) {
+      problems.push(
+        `XMPP_TLS_CA_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? "error"})`,
+      );
+    }
+  }
+  return { ca, servername: env.XMPP_TLS_SERVERNAME ?? match[1] ?? "" };
 }
 
 /** NAME or NAME_FILE (a mounted Kubernetes secret); trailing newlines of the file are dropped. */

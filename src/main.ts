@@ -17,11 +17,8 @@ import { createAnswerer } from "./proxy/send-error.js";
 import { createSweeper } from "./proxy/sweeper.js";
 import { createTracker, NO_TRACKER } from "./recovery/tracker.js";
 import { createBalancer } from "./routing/balance.js";
-import { createKeys } from "./store/keys.js";
-import { createMemoryStore } from "./store/memory.js";
-import { createRedisStore } from "./store/redis.js";
-import { createRedisClient, onRedisReconnect } from "./store/redis-client.js";
-import { type Store, storeTtls } from "./store/types.js";
+import { openStore, waitForStore } from "./store/open.js";
+import { storeTtls } from "./store/types.js";
 import { type ConnectionState, createXmppConnection } from "./xmpp/connection.js";
 import { normalizeBare } from "./xmpp/jid.js";
 
@@ -40,7 +37,19 @@ export async function startService(
   const target = normalizeBare(config.target);
   const clock = Date.now;
   const ttls = storeTtls(config.iqTimeoutMs);
-  const { store, onStoreReconnect } = createStore(config, log);
+  log.info(
+    {
+      domain,
+      target,
+      server: config.xmpp.service,
+      store: config.redis ? `redis ${config.redis.mode}` : "memory",
+      jatKeyIds: config.jatKeys.map((key) => key.kid),
+      iqTimeoutMs: config.iqTimeoutMs,
+    },
+    "starting",
+  );
+  const opened = openStore(config, log);
+  const { store } = opened;
   const jat = createJat({ domain, keys: config.jatKeys });
   let connectionState: () => ConnectionState = () => "down";
   const metrics = createMetrics({
@@ -168,7 +177,7 @@ export async function startService(
     void presence.onOnline();
   });
   // A Redis that comes back may have lost the resource set: ask the server again.
-  onStoreReconnect(() => {
+  opened.onReconnect(() => {
     tracker.checkEpoch().catch(() => {});
     if (connection.state === "connected") void presence.onOnline();
   });
@@ -188,42 +197,44 @@ export async function startService(
   let stopped = false;
   const http = createHttpServer({
     port: config.httpPort,
+    host: config.httpHost,
     metrics: metrics.registry,
     readiness: async ({ standbyIsReady }) => {
       if (stopped) return { ready: false, reason: "shutting down" };
+      // The store first: while it is unavailable the XMPP connection waits for it (or has lost its use).
+      try {
+        await store.ping();
+      } catch (err) {
+        const problem = opened.problem()?.words ?? (err as Error).message;
+        return { ready: false, reason: `store unavailable: ${problem}` };
+      }
       const acceptable =
         connection.state === "connected" || (standbyIsReady && connection.state === "standby");
       if (!acceptable) return { ready: false, reason: `xmpp ${connection.state}` };
-      try {
-        await store.ping();
-        return { ready: true };
-      } catch {
-        return { ready: false, reason: "store unavailable" };
-      }
+      return { ready: true };
     },
     log,
   });
   const httpPort = await http.listen();
 
-  log.info(
-    {
-      domain,
-      target,
-      service: config.xmpp.service,
-      store: config.redis ? `redis ${config.redis.mode}` : "memory",
-      jatKeyIds: config.jatKeys.map((key) => key.kid),
-      iqTimeoutMs: config.iqTimeoutMs,
-    },
-    "starting",
-  );
   if (config.jatKeysGenerated)
     log.info("no JAT_KEYS given: tokens are signed with a random key of this process");
   sweeper.start();
   // XMPP in -> store: presence that arrives before the store answers would be lost, so connect after it does.
-  void waitForStore(store, log, () => stopped)
-    .then(() => tracker.checkEpoch())
-    .catch(() => {})
-    .then(() => stopped || connection.start());
+  void waitForStore(opened, log, () => stopped).then(async (outcome) => {
+    if (outcome === "cancelled") return;
+    if (outcome !== "ready") {
+      // A configuration problem: restarting with the same settings cannot help.
+      log.fatal(
+        { problem: outcome.refused.words, setting: opened.credentialsSetting },
+        `the store refused the credentials: check ${opened.credentialsSetting}`,
+      );
+      onFatal(2);
+      return;
+    }
+    await tracker.checkEpoch().catch(() => {});
+    if (!stopped) connection.start();
+  });
 
   return {
     httpPort,
@@ -250,39 +261,5 @@ export async function startService(
       await http.close();
       await store.close();
     },
-  };
-}
-
-async function waitForStore(store: Store, log: Logger, cancelled: () => boolean): Promise<void> {
-  for (let attempt = 0; !cancelled(); attempt++) {
-    try {
-      await store.ping();
-      return;
-    } catch (err) {
-      if (attempt === 5)
-        log.warn({ err: { message: (err as Error).message } }, "waiting for the store before connecting");
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-}
-
-function createStore(
-  config: Config,
-  log: Logger,
-): { store: Store; onStoreReconnect: (fn: () => void) => void } {
-  const ttls = storeTtls(config.iqTimeoutMs);
-  const limits = { perRequester: config.limits.pendingPerRequester, total: config.limits.pendingTotal };
-  if (!config.redis) return { store: createMemoryStore({ ttls, limits }), onStoreReconnect: () => {} };
-  // Single, Cluster or Sentinel: the same store, every key of the domain in one slot.
-  const redis = createRedisClient({ ...config.redis, log });
-  return {
-    store: createRedisStore({
-      redis,
-      keys: createKeys(config.redis.prefix, config.xmpp.domain),
-      ttls,
-      limits,
-      wait: config.redis.wait,
-    }),
-    onStoreReconnect: (fn) => onRedisReconnect(redis, fn),
   };
 }

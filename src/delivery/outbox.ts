@@ -86,7 +86,7 @@ export function createOutbox({
         if (clock() + delay > giveUpAt || !(err instanceof StoreUnavailableError)) {
           metrics.storeErrors.inc({ operation: "ack" });
           log.warn(
-            { err: { message: (err as Error).message }, answers: batch.length },
+            { err, answers: batch.length },
             "answers sent but not acknowledged: the sweep sends them again when their lease ends",
           );
           return;

@@ -5,6 +5,7 @@
  *   `/readyz?standby=ready` also counts a standby as ready: with Prosody, which accepts one connection per
  *   component, a rolling update must be able to bring up new replicas while an old one holds the domain.
  * - /metrics: Prometheus text format.
+ * All three on HTTP_PORT, at HTTP_HOST (every interface, IPv4 and IPv6, unless set).
  */
 import { createServer, type Server } from "node:http";
 import type { Logger } from "pino";
@@ -17,14 +18,15 @@ export interface Readiness {
 
 export interface HttpDeps {
   port: number;
-  host?: string;
+  /** undefined: every interface (`::` with IPv4 mapped where the system has IPv6, else 0.0.0.0). */
+  host: string | undefined;
   /** `standbyIsReady`: the caller accepts a standby (refused with `conflict`, waiting to take over). */
   readiness: (options: { standbyIsReady: boolean }) => Promise<Readiness>;
   metrics: Registry;
   log: Logger;
 }
 
-export function createHttpServer({ port, host = "0.0.0.0", readiness, metrics, log }: HttpDeps) {
+export function createHttpServer({ port, host, readiness, metrics, log }: HttpDeps) {
   const server: Server = createServer((req, res) => {
     const [path, query = ""] = (req.url ?? "/").split("?");
     const reply = (status: number, body: object) => {
@@ -60,11 +62,18 @@ export function createHttpServer({ port, host = "0.0.0.0", readiness, metrics, l
   return {
     listen(): Promise<number> {
       return new Promise((resolve, reject) => {
-        server.once("error", reject);
+        server.once("error", (err: NodeJS.ErrnoException) =>
+          reject(
+            new Error(
+              `cannot listen on ${host ?? "*"}:${port} (HTTP_HOST, HTTP_PORT): ${err.code === "EADDRINUSE" ? "the port is taken" : (err.code ?? err.message)}`,
+              { cause: err },
+            ),
+          ),
+        );
         server.listen(port, host, () => {
           const address = server.address();
           const bound = typeof address === "object" && address ? address.port : port;
-          log.info({ port: bound }, "HTTP endpoints listening");
+          log.info({ host: host ?? "*", port: bound }, "HTTP endpoints listening: /healthz /readyz /metrics");
           resolve(bound);
         });
       });

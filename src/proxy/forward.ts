@@ -68,7 +68,7 @@ export function createForwarder(deps: ForwarderDeps) {
       payload = stanza.getChildElements()[0]?.toString() ?? "";
     } catch (err) {
       // A payload the serializer cannot handle (nested thousands deep) is the stanza's problem, not the store's.
-      log.debug({ requester, id, err: { message: (err as Error).message } }, "payload cannot be serialized");
+      log.debug({ requester, id, err }, "payload cannot be serialized");
       answerError(request, "unreadablePayload");
       return;
     }
@@ -95,10 +95,7 @@ export function createForwarder(deps: ForwarderDeps) {
     } catch (err) {
       metrics.storeErrors.inc({ operation: "forward" });
       const unknown = err instanceof StoreUnavailableError && err.outcome === "unknown";
-      log.warn(
-        { err: { message: (err as Error).message }, requester, id, outcomeUnknown: unknown },
-        "store unavailable: request refused",
-      );
+      log.warn({ err, requester, id, outcomeUnknown: unknown }, "store unavailable: request refused");
       answerError(request, "storeUnavailable");
       return;
     }

@@ -34,11 +34,8 @@ export function viewOf(stanza: Element): StanzaView {
 export function createInbound({ ctx, admission, forward, reply, presence, answerError, log }: InboundDeps) {
   const fail = (err: unknown) =>
     err instanceof StoreUnavailableError
-      ? log.warn({ err: { message: err.message } }, "store unavailable: stanza not handled")
-      : log.error(
-          { err: { message: (err as Error).message, stack: (err as Error).stack } },
-          "stanza handling failed",
-        );
+      ? log.warn({ err }, "store unavailable: stanza not handled")
+      : log.error({ err }, "stanza handling failed");
 
   // Handlers still waiting for the store: a replica that stops lets them finish.
   const inFlight = new Set<Promise<void>>();

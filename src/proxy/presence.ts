@@ -45,6 +45,7 @@ export function createPresence({
   reprobeMs = 5 * 60_000,
 }: PresenceDeps) {
   let approved = false;
+  let noneOnline = false;
   let reprobe: NodeJS.Timeout | undefined;
   let expiry: NodeJS.Timeout | undefined;
 
@@ -55,7 +56,7 @@ export function createPresence({
       if (removed.length > 0)
         log.info({ count: removed.length }, "forgot resources not confirmed after reconnecting");
     } catch (err) {
-      log.warn({ err: { message: (err as Error).message } }, "store unavailable: resources not reconciled");
+      log.warn({ err }, "store unavailable: resources not reconciled");
     }
   }
 
@@ -72,15 +73,20 @@ export function createPresence({
     switch (type) {
       case "available":
         await approve();
+        noneOnline = false;
         if (resource !== "") await store.resourceAvailable(resource, clock());
         return;
       case "unavailable":
       case "error":
-        log.debug({ resource, type }, "target resource gone");
         if (resource === "") {
+          // RFC 6121 section 4.3.2: the answer to a probe while no resource is online, from the bare JID.
+          // Each probe is answered so (one per subscribe and reconnect): said once until a resource comes.
+          if (!noneOnline) log.debug({ type }, "no resource of the target online");
+          noneOnline = true;
           await store.clearResources(clock());
           return;
         }
+        log.debug({ resource, type }, "target resource gone");
         // Pending gets sent to it may never be answered: send them once more, elsewhere.
         for (const moved of await store.resourceUnavailable(resource, clock(), pick())) {
           resend({ ...moved, type: "get" });
@@ -131,7 +137,7 @@ export function createPresence({
         approved = approved || (await store.subscriptionApproved());
         if (approved) probe();
       } catch (err) {
-        log.warn({ err: { message: (err as Error).message } }, "store unavailable: presence not probed");
+        log.warn({ err }, "store unavailable: presence not probed");
       }
     },
     stop(): void {

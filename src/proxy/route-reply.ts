@@ -118,7 +118,7 @@ export function createReplier(deps: ReplierDeps) {
       );
     } catch (err) {
       // Pending still, the requester gets the timeout; claimed, the sweep hands the kept reply out again.
-      log.warn({ err: { message: (err as Error).message }, id }, "store unavailable: reply not routed");
+      log.warn({ err, id }, "store unavailable: reply not routed");
       metrics.storeErrors.inc({ operation: "claim" });
       metrics.dropped.inc({ reason: "store-unavailable" });
       return;

@@ -76,7 +76,7 @@ export function createSweeper(deps: SweeperDeps) {
         if (canSend()) await tracker.sweep(clock());
       } catch (err) {
         // Unknown outcome included: what this sweep may have taken is handed out again when its lease ends.
-        log.debug({ err: { message: (err as Error).message } }, "sweep skipped: store unavailable");
+        log.debug({ err }, "sweep skipped: store unavailable");
       }
     })();
     await running;

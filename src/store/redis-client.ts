@@ -5,6 +5,7 @@
  */
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
+import { describeRedisError, type RedisProblem } from "./redis-problem.js";
 
 export interface RedisNode {
   readonly host: string;
@@ -130,16 +131,28 @@ function password(value: string | undefined): { password?: string } {
   return value === undefined ? {} : { password: value };
 }
 
-/** Logs the first error of an outage (without URL or password) and the recovery. */
+/** The last problem of each client since it was last ready (null: none seen). */
+const problems = new WeakMap<Redis | Cluster, RedisProblem>();
+
+/** What keeps the client from Redis right now, in plain words; null when it is ready. */
+export function redisProblem(client: Redis | Cluster): RedisProblem | null {
+  if (client.status === "ready") return null;
+  return problems.get(client) ?? { words: `not connected to Redis (${client.status})`, credentials: false };
+}
+
+/** Logs the first problem of an outage, and each new kind of problem, in plain words; and the recovery. */
 function watch(client: Redis | Cluster, log: Logger): void {
   let down = false;
-  const lost = (err: Error) => {
-    if (!down)
-      log.warn({ err: { message: err.message.replace(/rediss?:\/\/\S*/g, "<redis>") } }, "Redis unavailable");
+  const lost = (err: Error & { code?: string }) => {
+    const problem = describeRedisError(err);
+    if (!down || problems.get(client)?.words !== problem.words)
+      log.warn({ problem: problem.words, code: err.code }, "Redis unavailable");
+    problems.set(client, problem);
     down = true;
   };
   const restored = () => {
     if (down) log.info("Redis connection restored");
+    problems.delete(client);
     down = false;
   };
   client.on("ready", restored);

@@ -90,6 +90,130 @@ describe("configuration", () => {
     assert.match(both.problems.join("\n"), /^XMPP_PASSWORD: set either/m);
   });
 
+  it("says the same of every number out of range, whatever way it misses", () => {
+    for (const value of ["-5", "5", "600001", "1.5", "1e3", "soon", " 100"]) {
+      const result = loadConfig({ ...base, IQ_TIMEOUT_MS: value });
+      assert.ok(!result.ok, value);
+      assert.deepEqual(result.problems, ["IQ_TIMEOUT_MS: must be a whole number from 100 to 600000"], value);
+    }
+    const port = loadConfig({ ...base, HTTP_PORT: "70000" });
+    assert.ok(!port.ok);
+    assert.deepEqual(port.problems, ["HTTP_PORT: must be a whole number from 0 to 65535"]);
+  });
+
+  it("reads HTTP_HOST (every interface unless set)", () => {
+    const unset = loadConfig(base);
+    assert.ok(unset.ok);
+    assert.equal(unset.config.httpHost, undefined);
+    for (const host of ["127.0.0.1", "::1", "::", "metrics.internal"]) {
+      const result = loadConfig({ ...base, HTTP_HOST: host });
+      assert.ok(result.ok, host);
+      assert.equal(result.config.httpHost, host);
+    }
+    const bad = loadConfig({ ...base, HTTP_HOST: "http://x" });
+    assert.ok(!bad.ok);
+    assert.match(bad.problems.join("\n"), /^HTTP_HOST: must be an IP address or a host name/m);
+  });
+
+  it("reads REDIS_URL from REDIS_URL_FILE, and never repeats it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "xcp-config-"));
+    const url = "redis://:p4ssw0rd-in-url@redis.internal:6380/2";
+    writeFileSync(join(dir, "url"), `${url}\n`);
+    const result = loadConfig({ ...base, REDIS_URL_FILE: join(dir, "url"), JAT_KEYS: `k:${jatSecret}` });
+    assert.ok(result.ok, JSON.stringify(!result.ok && result.problems));
+    assert.deepEqual(
+      result.config.redis && {
+        mode: result.config.redis.mode,
+        url: "url" in result.config.redis && result.config.redis.url,
+      },
+      { mode: "single", url },
+    );
+
+    writeFileSync(join(dir, "bad"), "postgres://:p4ssw0rd-in-url@x\n");
+    const bad = loadConfig({ ...base, REDIS_URL_FILE: join(dir, "bad"), JAT_KEYS: `k:${jatSecret}` });
+    assert.ok(!bad.ok);
+    assert.match(bad.problems.join("\n"), /^REDIS_URL: must start with redis:\/\/ or rediss:\/\//m);
+    assert.ok(!bad.problems.join("\n").includes("p4ssw0rd"));
+    const both = loadConfig({
+      ...base,
+      REDIS_URL: url,
+      REDIS_URL_FILE: join(dir, "url"),
+      JAT_KEYS: `k:${jatSecret}`,
+    });
+    assert.ok(!both.ok);
+    assert.match(both.problems.join("\n"), /^REDIS_URL: set either REDIS_URL or REDIS_URL_FILE, not both/m);
+    assert.ok(!both.problems.join("\n").includes("p4ssw0rd"));
+    const absent = loadConfig({ ...base, REDIS_URL_FILE: join(dir, "absent") });
+    assert.ok(!absent.ok);
+    assert.match(absent.problems.join("\n"), /^REDIS_URL_FILE: cannot read .*ENOENT/m);
+  });
+
+  it("reads xmpps:// with its CA file and server name", () => {
+    const dir = mkdtempSync(join(tmpdir(), "xcp-config-"));
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    writeFileSync(join(dir, "ca.pem"), pem);
+    writeFileSync(join(dir, "not.pem"), "hello");
+    const plain = loadConfig(base);
+    assert.ok(plain.ok);
+    assert.equal(plain.config.xmpp.tls, null);
+    const tls = loadConfig({ ...base, XMPP_SERVICE: "xmpps://xmpp.example.org:5348" });
+    assert.ok(tls.ok);
+    assert.deepEqual(tls.config.xmpp.tls, { ca: undefined, servername: "xmpp.example.org" });
+    const full = loadConfig({
+      ...base,
+      XMPP_SERVICE: "xmpps://10.0.0.5:5348",
+      XMPP_TLS_CA_FILE: join(dir, "ca.pem"),
+      XMPP_TLS_SERVERNAME: "xmpp.example.org",
+    });
+    assert.ok(full.ok);
+    assert.deepEqual(full.config.xmpp.tls, { ca: pem, servername: "xmpp.example.org" });
+
+    const problems = (env: Record<string, string>) => {
+      const result = loadConfig({ ...base, ...env });
+      return result.ok ? [] : result.problems;
+    };
+    assert.deepEqual(problems({ XMPP_TLS_CA_FILE: join(dir, "ca.pem"), XMPP_TLS_SERVERNAME: "x.org" }), [
+      "XMPP_TLS_CA_FILE: only applies with XMPP_SERVICE=xmpps://host:port",
+      "XMPP_TLS_SERVERNAME: only applies with XMPP_SERVICE=xmpps://host:port",
+    ]);
+    assert.match(
+      problems({ XMPP_SERVICE: "xmpps://h:1", XMPP_TLS_CA_FILE: join(dir, "not.pem") }).join(),
+      /^XMPP_TLS_CA_FILE: the file .* holds no PEM certificate$/,
+    );
+    assert.match(
+      problems({ XMPP_SERVICE: "xmpps://h:1", XMPP_TLS_CA_FILE: join(dir, "absent") }).join(),
+      /^XMPP_TLS_CA_FILE: cannot read .*ENOENT/,
+    );
+    assert.match(
+      problems({ XMPP_SERVICE: "xmpps://h:1", XMPP_TLS_SERVERNAME: "not a name" }).join(),
+      /^XMPP_TLS_SERVERNAME: must be a host name/,
+    );
+  });
+
+  it("speaks in one voice: every message is `SETTING: must/is/...`, in words of its own", () => {
+    const result = loadConfig({
+      XMPP_SERVICE: "x",
+      XMPP_DOMAIN: "a b",
+      TARGET_JID: "x",
+      IQ_TIMEOUT_MS: "-5",
+      HTTP_PORT: "x",
+      BALANCE: "x",
+      LOG_LEVEL: "x",
+      REDIS_PREFIX: "a b",
+      MAX_ID_LENGTH: "0",
+      HTTP_HOST: "!",
+      REQUESTER_DENY: "a/b",
+      REDIS_CLUSTER_NODES: "x",
+    });
+    assert.ok(!result.ok);
+    assert.ok(result.problems.length >= 12, result.problems.join("\n"));
+    for (const problem of result.problems) {
+      assert.match(problem, /^[A-Z][A-Z0-9_]*: [a-z]/, problem);
+      // The validation library's own wording ("Too small: expected number to be >=1", "Invalid input").
+      assert.doesNotMatch(problem, /Invalid|expected|Too (small|big)|>=|<=/, problem);
+    }
+  });
+
   it("the command exits 2 and names each bad setting", () => {
     const run = spawnSync(process.execPath, ["--import", "tsx", "src/cli.ts"], {
       env: { PATH: process.env.PATH ?? "", XMPP_PASSWORD: secret, XMPP_DOMAIN: "proxy.example.org" },
@@ -227,7 +351,7 @@ describe("configuration: Redis topologies", () => {
     });
     assert.ok(!stray.ok);
     assert.deepEqual(stray.problems, [
-      "REDIS_PASSWORD: only applies with REDIS_CLUSTER_NODES or REDIS_SENTINELS (a REDIS_URL carries its own)",
+      "REDIS_PASSWORD: only applies with REDIS_CLUSTER_NODES or REDIS_SENTINELS (a REDIS_URL carries its own: redis://:password@host:port, kept out of the environment with REDIS_URL_FILE)",
       "REDIS_SENTINEL_NAME: only applies with REDIS_SENTINELS",
     ]);
     const text = [...result.problems, ...stray.problems].join("\n");
