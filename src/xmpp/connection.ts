@@ -10,6 +10,7 @@ import { component, xml } from "@xmpp/component";
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
 import { type BackoffSettings, failureDelay, standbyDelay } from "./backoff.js";
+import { type TlsSettings, useTls } from "./tls.js";
 
 export type ConnectionState = "down" | "connecting" | "connected" | "standby" | "stopped";
 
@@ -51,6 +52,8 @@ export interface ConnectionDeps {
   onStanza: (stanza: Element) => void;
   /** Called on a stream error that retrying cannot fix; the caller exits. */
   onFatal: (condition: string) => void;
+  /** `xmpps://`: TLS from the first byte, certificate verified (see tls.ts); null or absent: plain TCP. */
+  tls?: TlsSettings | null;
 }
 
 export { xml };
@@ -58,7 +61,7 @@ export { xml };
 export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
   const { service, domain, password, backoff, log, onStanza, onFatal } = deps;
   const events = new EventEmitter();
-  const client = component({ service, domain, password });
+  const client = useTls(component({ service, domain, password }), deps.tls);
   client.reconnect.stop();
   client.removeAllListeners("element");
 

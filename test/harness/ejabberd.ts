@@ -48,6 +48,11 @@ export interface EjabberdOptions {
   componentDomain?: string;
   /** Default: random hex. ASCII only (the XEP-0114 handshake hashes it as latin1). */
   componentSecret?: string;
+  /**
+   * Also a component listener for componentDomain that speaks TLS from the first byte (`tls: true`) with this
+   * certificate and key (PEM files, copied into the server's dir), on componentTlsPort. Default: none.
+   */
+  componentTls?: { certFile: string; keyFile: string };
 }
 
 export interface EjabberdServer {
@@ -58,6 +63,8 @@ export interface EjabberdServer {
   readonly c2sPort: number;
   /** XEP-0114 port on 127.0.0.1 for componentDomain. */
   readonly componentPort: number;
+  /** With the option componentTls: the XEP-0114 port on 127.0.0.1 that speaks TLS from the first byte. */
+  readonly componentTlsPort: number | null;
   /** The temp dir: etc/ (rendered config), spool/ (Mnesia), logs/, run/. Removed by stop(). */
   readonly dir: string;
   /** Erlang node name, unique to this server (e.g. for `ps` checks). */
@@ -109,6 +116,11 @@ export async function startEjabberd(opts: EjabberdOptions): Promise<EjabberdServ
     throw new Error("componentSecret: printable ASCII without spaces, quotes or backslashes");
   }
   const [c2sPort, componentPort, distPort] = await threeFreePorts();
+  let componentTlsPort: number | null = null;
+  while (opts.componentTls && componentTlsPort === null) {
+    const port = await freePort();
+    if (![c2sPort, componentPort, distPort].includes(port)) componentTlsPort = port;
+  }
   // As root, ejabberd runs as user `ejabberd`: it writes spool/, logs/, run/ and (HOME) dir itself.
   const account = runAs();
   const node = `${NODE_PREFIX}${process.pid}_${randomBytes(4).toString("hex")}@localhost`;
@@ -137,11 +149,33 @@ export async function startEjabberd(opts: EjabberdOptions): Promise<EjabberdServ
     CONFIG_PATH: config,
     PID_PATH: join(paths.run, "ejabberd.pid"),
     COOKIE: randomBytes(16).toString("hex"),
+    COMPONENT_TLS_LISTENER: "",
   };
+  if (opts.componentTls && componentTlsPort !== null) {
+    values.COMPONENT_TLS_LISTENER = [
+      "  -",
+      `    port: ${componentTlsPort}`,
+      '    ip: "127.0.0.1"',
+      "    module: ejabberd_service",
+      "    tls: true",
+      `    certfile: "${join(paths.etc, "component-tls.pem")}"`,
+      "    global_routes: false",
+      "    max_stanza_size: 524288",
+      "    hosts:",
+      `      "${componentDomain}":`,
+      `        password: "${componentSecret}"`,
+    ].join("\n");
+  }
   try {
     for (const path of Object.values(paths)) mkdirSync(path, { recursive: true });
     writeFileSync(config, render("ejabberd.yml.tpl", values));
     writeFileSync(ctlConfig, render("ejabberdctl.cfg.tpl", values));
+    if (opts.componentTls) {
+      // ejabberd's certfile: the certificate, then its key, in one file (owned by ejabberd below).
+      const { certFile, keyFile } = opts.componentTls;
+      const pem = readFileSync(certFile, "utf8") + readFileSync(keyFile, "utf8");
+      writeFileSync(join(paths.etc, "component-tls.pem"), pem, { mode: 0o600 });
+    }
     // ejabberdctl points ERL_INETRC at <config dir>/inetrc; without it every Erlang VM prints an error report.
     writeFileSync(
       join(paths.etc, "inetrc"),
@@ -230,6 +264,8 @@ export async function startEjabberd(opts: EjabberdOptions): Promise<EjabberdServ
       const expected = [c2sPort, componentPort].map(
         (p) => `Start accepting TCP connections at 127.0.0.1:${p} `,
       );
+      if (componentTlsPort !== null)
+        expected.push(`Start accepting TLS connections at 127.0.0.1:${componentTlsPort} `);
       const deadline = Date.now() + START_TIMEOUT_MS;
       while (!abandoned) {
         const text = readFrom(logFile, logOffset);
@@ -305,6 +341,7 @@ export async function startEjabberd(opts: EjabberdOptions): Promise<EjabberdServ
     componentSecret,
     c2sPort,
     componentPort,
+    componentTlsPort,
     dir,
     node,
     logs,

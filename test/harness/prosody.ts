@@ -18,6 +18,8 @@ export interface ProsodyServer {
   readonly componentSecret: string;
   readonly c2sPort: number;
   readonly componentPort: number;
+  /** With the option componentTls: the XEP-0114 port on 127.0.0.1 that speaks TLS from the first byte. */
+  readonly componentTlsPort: number | null;
   readonly dir: string;
   stop(): Promise<void>;
   /** Stops and starts it again on the same ports and data (accounts kept). */
@@ -29,6 +31,11 @@ export interface ProsodyOptions {
   users: Array<{ username: string; password: string }>;
   componentDomain?: string;
   componentSecret?: string;
+  /**
+   * Also a port that speaks TLS from the first byte for the component (mod_net_multiplex's `ssl_ports`: Prosody
+   * 0.12 has no TLS option of the component listener itself), with this certificate and key (PEM files).
+   */
+  componentTls?: { certFile: string; keyFile: string };
 }
 
 export async function startProsody(opts: ProsodyOptions): Promise<ProsodyServer> {
@@ -39,6 +46,11 @@ export async function startProsody(opts: ProsodyOptions): Promise<ProsodyServer>
   const componentSecret = opts.componentSecret ?? `secret-${randomBytes(8).toString("hex")}`;
   const c2sPort = await freePort();
   const componentPort = await freePort();
+  let componentTlsPort: number | null = null;
+  while (opts.componentTls && componentTlsPort === null) {
+    const port = await freePort();
+    if (port !== c2sPort && port !== componentPort) componentTlsPort = port;
+  }
   const config = join(dir, "prosody.cfg.lua");
   const values: Record<string, string> = {
     DATA_DIR: dir,
@@ -49,6 +61,17 @@ export async function startProsody(opts: ProsodyOptions): Promise<ProsodyServer>
     COMPONENT_SECRET: componentSecret,
     LOG_LEVEL: "info",
   };
+  if (opts.componentTls && componentTlsPort !== null) {
+    const { certFile, keyFile } = opts.componentTls;
+    // The `ssl_` prefix is the service's (multiplex_ssl): ssl_ports, ssl_interfaces, and ssl_ssl for its TLS.
+    values.COMPONENT_TLS = [
+      `ssl_ports = { ${componentTlsPort} }`,
+      'ssl_interfaces = { "127.0.0.1" }',
+      `ssl_ssl = { certificate = ${JSON.stringify(certFile)}; key = ${JSON.stringify(keyFile)} }`,
+    ].join("\n");
+    values.COMPONENT_TLS_MODULES =
+      '"net_multiplex", -- routes a TLS connection on ssl_ports by its stream header';
+  }
   writeFileSync(
     config,
     readFileSync(TEMPLATE, "utf8").replace(/\{\{(\w+)\}\}/g, (_, key: string) => values[key] ?? ""),
@@ -76,6 +99,7 @@ export async function startProsody(opts: ProsodyOptions): Promise<ProsodyServer>
     const listening = (async () => {
       await waitForPort(c2sPort, 10_000, logs);
       await waitForPort(componentPort, 10_000, logs);
+      if (componentTlsPort !== null) await waitForPort(componentTlsPort, 10_000, logs);
     })();
     try {
       // race() subscribes to both, so the loser's later rejection (the exit at stop()) is handled.
@@ -101,6 +125,7 @@ export async function startProsody(opts: ProsodyOptions): Promise<ProsodyServer>
     componentSecret,
     c2sPort,
     componentPort,
+    componentTlsPort,
     dir,
     logs,
     async stop() {
