@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The xmpp-client-proxy service image.
 #
 #   docker build -t xmpp-client-proxy .
@@ -7,6 +6,9 @@
 #
 # Settings come from the environment (README.md, "Configuration"). docker-compose.yml runs two replicas, and
 # the example implementing client from the `build` stage.
+#
+# No `# syntax=` line: it would make every BuildKit build fetch a frontend image from a registry, even when
+# every base image is local. Nothing here needs more than the builder's own Dockerfile frontend.
 ARG NODE_IMAGE=node:22-slim
 
 # ---- build: compile TypeScript to dist/ (the build also copies the Redis Lua scripts to dist/store/lua) ----
