@@ -27,21 +27,27 @@ export interface Keys {
   readonly recordPrefix: string;
   /** Hash: one pending (or recently answered) request. */
   record(member: string): string;
-  /** The deadline index member of a request: the requester's full JID, a newline, the IQ id. */
+  /** The deadline index member of a request: the requester's full JID (escaped), a space, the IQ id. */
   member(requester: string, id: string): string;
 }
 
 /**
- * The member of a request, in the deadline index and every store: the requester's full JID, a newline, the IQ
- * id. RFC 7622 (sections 3.3, 3.4): no part of a JID may contain a control character, so the first newline
- * ends the requester.
+ * The member of a request, in the deadline index and every store: the requester's full JID, a space, the IQ
+ * id; printable, so that `redis-cli --scan` shows one key per line. A resourcepart may hold spaces (RFC 7622
+ * section 3.4, OpaqueString) and an id anything XML allows, a newline included: `%`, control characters and,
+ * in the requester, the space are written `%XX` (upper-case hex), so the first space ends the requester.
  */
-export const memberOf = (requester: string, id: string): string => `${requester}\n${id}`;
+export const memberOf = (requester: string, id: string): string =>
+  `${requester.replace(/[% \x00-\x1f\x7f]/g, escapeChar)} ${id.replace(/[%\x00-\x1f\x7f]/g, escapeChar)}`;
+
+const escapeChar = (char: string) => `%${char.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`;
+const unescape = (text: string) =>
+  text.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
 
 /** The requester and id a member was built from (memberOf). */
 export function requestOfMember(member: string): { requester: string; id: string } {
-  const newline = member.indexOf("\n");
-  return { requester: member.slice(0, newline), id: member.slice(newline + 1) };
+  const space = member.indexOf(" ");
+  return { requester: unescape(member.slice(0, space)), id: unescape(member.slice(space + 1)) };
 }
 
 export function createKeys(prefix: string, domain: string): Keys {

@@ -78,12 +78,17 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
     events.emit("state", next);
   };
 
-  client.on("stanza", onStanza);
+  client.on("stanza", (stanza: Element) => {
+    if (log.isLevelEnabled("trace")) log.trace({ stanza: stanza.toString() }, "stanza in");
+    onStanza(stanza);
+  });
   client.on("error", (err: Error & { condition?: string }) => {
     const condition = err.condition;
     if (condition && FATAL_CONDITIONS.has(condition)) {
+      // The stream error and the closing of the stream both report it: say it once.
+      if (state === "stopped") return;
       log.fatal(
-        { condition, service, domain },
+        { condition, server: service, domain },
         "XMPP server refused the component: check XMPP_DOMAIN and XMPP_PASSWORD",
       );
       stopTimers();
@@ -92,10 +97,7 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
     } else if (condition === "conflict") {
       refusedWithConflict = true;
     } else if (state !== "stopped" && err.message !== "Unexpected server response") {
-      log.warn(
-        { err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, service },
-        "XMPP connection error",
-      );
+      log.warn({ err, server: service }, "XMPP connection error");
     }
   });
   client.on("online", () => {
@@ -103,7 +105,7 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
     failures = 0;
     standbyLogged = false;
     client.socket?.setKeepAlive(true, KEEPALIVE_MS);
-    log.info({ service, domain }, "connected to the XMPP server");
+    log.info({ server: service, domain }, "connected to the XMPP server");
     setState("connected");
     events.emit("online");
   });
@@ -111,7 +113,7 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
     clearTimeout(attemptTimer);
     if (state === "stopped") return;
     if (state === "connected") {
-      log.warn({ service }, "lost the XMPP connection");
+      log.warn({ server: service }, "lost the XMPP connection");
       events.emit("offline");
     }
     scheduleRetry();
@@ -160,15 +162,17 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
     },
     send(stanza) {
       if (state !== "connected" || client.status !== "online") return false;
-      client.send(stanza).catch((err: Error) => log.warn({ err: { message: err.message } }, "send failed"));
+      if (log.isLevelEnabled("trace")) log.trace({ stanza: stanza.toString() }, "stanza out");
+      client.send(stanza).catch((err: Error) => log.warn({ err }, "send failed"));
       return true;
     },
     write(stanza) {
       if (state !== "connected" || client.status !== "online") return Promise.resolve(false);
+      if (log.isLevelEnabled("trace")) log.trace({ stanza: stanza.toString() }, "stanza out");
       return client.send(stanza).then(
         () => true,
         (err: Error) => {
-          log.warn({ err: { message: err.message } }, "send failed");
+          log.warn({ err }, "send failed");
           return false;
         },
       );

@@ -89,7 +89,7 @@ describe("Redis store specifics", () => {
       ["timed-out", "timeout"],
       ["bounced", "replied"],
     ] as const) {
-      const record = keys.record(`u@x/y\n${id}`);
+      const record = keys.record(`u@x/y ${id}`);
       assert.deepEqual(Object.keys(await admin.hgetall(record)).sort(), ["fop", "state"], id);
       assert.equal(await admin.hget(record, "state"), state, id);
       const ttl = await admin.pttl(record);
@@ -197,7 +197,7 @@ describe("Redis store specifics", () => {
     const now = Date.now();
     await store.resourceAvailable("a", now);
     await store.forward(forwardInput("gone", now, { requester: "u@x/y", deadline: now + 100 }));
-    await admin.del(keys.record("u@x/y\ngone"));
+    await admin.del(keys.record("u@x/y gone"));
     const swept = await store.sweep(now + 200, 10, "sw");
     assert.deepEqual(
       swept.due.map(({ request, answer }) => [request.requester, request.id, request.to, answer]),
@@ -208,6 +208,33 @@ describe("Redis store specifics", () => {
     assert.deepEqual((await store.sweep(now + 10_000, 10, "again")).due, []);
     const late = { ...CLAIM, requester: "u@x/y", id: "gone", resource: "a", now: now + 300 };
     assert.equal((await store.claimReply(late)).status, "late");
+    admin.disconnect();
+    await store.close();
+  });
+
+  it("keeps every key printable, one per line, and reads back any requester and id from the member", async () => {
+    const { store } = await makeStore("printable");
+    const admin = new Redis(server.url);
+    const now = Date.now();
+    await store.resourceAvailable("a", now);
+    // A resourcepart may hold spaces and `%`; an id may hold anything XML allows, a newline included.
+    const cases = [
+      { requester: "u@x/my phone 100%", id: "id with spaces" },
+      { requester: "u@x/%20", id: "line\nbreak %20" },
+      { requester: "u@x", id: " " },
+    ];
+    for (const { requester, id } of cases)
+      await store.forward(forwardInput(id, now, { requester, deadline: now + 100 }));
+    const keys = await admin.keys("printable:*");
+    assert.ok(keys.length >= 3, keys.join(", "));
+    for (const key of keys) assert.match(key, /^[\x20-\x7e]+$/, `${JSON.stringify(key)} is printable`);
+    // Evicted records: the sweep has only the member to say who and what to answer.
+    for (const key of keys.filter((key) => key.includes(":req:"))) await admin.del(key);
+    const swept = await store.sweep(now + 200, 10, "sw");
+    assert.deepEqual(
+      swept.due.map(({ request }) => [request.requester, request.id]).sort(),
+      cases.map(({ requester, id }) => [requester, id]).sort(),
+    );
     admin.disconnect();
     await store.close();
   });

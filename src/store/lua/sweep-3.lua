@@ -16,6 +16,9 @@
 -- Returns  {epoch, then 8 fields per answer: requester, id, to, type, resource, deadline, answer ("" for the
 --          timeout), "1" when it was handed out before}
 local MAX_TRIES = tonumber(ARGV[9])
+local function unescape(text)
+  return (string.gsub(text, "%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
+end
 local deadlines, prefix = KEYS[1], ARGV[3]
 redis.call("SET", KEYS[2], ARGV[6], "NX")
 redis.call("PEXPIRE", KEYS[2], ARGV[7])
@@ -44,8 +47,10 @@ for _, member in ipairs(due) do
     out[#out + 1] = f[8] or ""
     out[#out + 1] = "1"
   elseif f[1] == false then
-    local newline = string.find(member, "\n", 1, true)
-    local requester, id = string.sub(member, 1, newline - 1), string.sub(member, newline + 1)
+    -- keys.ts, memberOf: the requester, a space, the id; both with `%XX` escapes.
+    local space = string.find(member, " ", 1, true) or (#member + 1)
+    local requester = unescape(string.sub(member, 1, space - 1))
+    local id = unescape(string.sub(member, space + 1))
     redis.call("HSET", record, "state", "answering", "outcome", "timeout", "op", ARGV[4], "lease", ARGV[5],
       "tries", 1)
     redis.call("PEXPIRE", record, ARGV[8])
