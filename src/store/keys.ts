@@ -38,16 +38,26 @@ export interface Keys {
  * in the requester, the space are written `%XX` (upper-case hex), so the first space ends the requester.
  */
 export const memberOf = (requester: string, id: string): string =>
-  `${requester.replace(/[% \x00-\x1f\x7f]/g, escapeChar)} ${id.replace(/[%\x00-\x1f\x7f]/g, escapeChar)}`;
+  `${escapeMember(requester, true)} ${escapeMember(id, false)}`;
 
-const escapeChar = (char: string) => `%${char.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`;
-const unescape = (text: string) =>
+/** `%`, control characters (C0 and DEL) and, when asked, the space as `%XX`. */
+function escapeMember(text: string, space: boolean): string {
+  let out = "";
+  for (const char of text) {
+    const code = char.codePointAt(0) ?? 0;
+    const escape = char === "%" || code < 0x20 || code === 0x7f || (space && char === " ");
+    out += escape ? `%${code.toString(16).toUpperCase().padStart(2, "0")}` : char;
+  }
+  return out;
+}
+
+const unescapeMember = (text: string) =>
   text.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
 
 /** The requester and id a member was built from (memberOf). */
 export function requestOfMember(member: string): { requester: string; id: string } {
   const space = member.indexOf(" ");
-  return { requester: unescape(member.slice(0, space)), id: unescape(member.slice(space + 1)) };
+  return { requester: unescapeMember(member.slice(0, space)), id: unescapeMember(member.slice(space + 1)) };
 }
 
 export function createKeys(prefix: string, domain: string): Keys {
