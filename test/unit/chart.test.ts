@@ -1,9 +1,10 @@
 /**
  * The Helm chart (helm/xmpp-client-proxy) stays consistent with the service, offline (no helm binary): its
  * values validate against values.schema.json and the schema rejects what the service would reject; every
- * value is commented, described and in the chart's README; the Deployment passes every setting of
- * src/config.ts, wired so that the service accepts the result; templates only use values that exist; the
- * alert rules and the dashboard parse and only use metrics the service exports.
+ * value is commented, described and in the chart's README (whose values table is made from values.yaml by
+ * scripts/helm/values-table.ts); the Deployment passes every setting of src/config.ts, wired so that the
+ * service accepts the result; templates only use values that exist; the alert rules and the dashboard parse and
+ * only use metrics the service exports. helm-render.test.ts renders the chart with helm itself.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -13,6 +14,7 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Ajv } from "ajv";
 import { isMap, parse, parseAllDocuments, parseDocument, type YAMLMap } from "yaml";
+import { valuesTable } from "../../scripts/helm/values-table.js";
 import { loadConfig } from "../../src/config.js";
 import { createMetrics } from "../../src/metrics.js";
 import { configSettings } from "./config-settings.js";
@@ -259,9 +261,10 @@ describe("helm chart: templates", () => {
   it("deployment.yaml passes every setting of src/config.ts, and only those", () => {
     const named = new Set([...deployment.matchAll(/- name: ([A-Z][A-Z0-9_]*)\s*$/gm)].map((m) => m[1] ?? ""));
     // The settings the chart must pass (REDIS_PASSWORD_FILE and the topology's variables conditionally).
-    const required = `XMPP_SERVICE XMPP_DOMAIN TARGET_JID REDIS_URL REDIS_CLUSTER_NODES REDIS_SENTINELS
-      REDIS_SENTINEL_NAME REDIS_PREFIX IQ_TIMEOUT_MS BALANCE HTTP_PORT LOG_LEVEL RECONNECT_MIN_MS RECONNECT_MAX_MS
-      STANDBY_RETRY_MS RESOURCE_CONFIRM_MS SHUTDOWN_GRACE_MS XMPP_PASSWORD_FILE JAT_KEYS_FILE REDIS_PASSWORD_FILE`
+    const required = `XMPP_SERVICE XMPP_DOMAIN TARGET_JID REDIS_URL_FILE REDIS_CLUSTER_NODES REDIS_SENTINELS
+      REDIS_SENTINEL_NAME REDIS_PREFIX IQ_TIMEOUT_MS BALANCE HTTP_PORT HTTP_HOST LOG_LEVEL RECONNECT_MIN_MS
+      RECONNECT_MAX_MS STANDBY_RETRY_MS RESOURCE_CONFIRM_MS SHUTDOWN_GRACE_MS XMPP_PASSWORD_FILE JAT_KEYS_FILE
+      REDIS_PASSWORD_FILE XMPP_TLS_CA_FILE XMPP_TLS_SERVERNAME`
       .trim()
       .split(/\s+/);
     for (const name of required) assert.ok(named.has(name), `deployment.yaml sets ${name}`);
@@ -274,7 +277,7 @@ describe("helm chart: templates", () => {
       if (setting.endsWith("_FILE") || settings.has(`${setting}_FILE`)) continue;
       assert.ok(named.has(setting), `deployment.yaml sets ${setting}`);
     }
-    for (const secret of ["XMPP_PASSWORD", "JAT_KEYS", "REDIS_PASSWORD"])
+    for (const secret of ["XMPP_PASSWORD", "JAT_KEYS", "REDIS_PASSWORD", "REDIS_URL"])
       assert.ok(!named.has(secret), `${secret} is passed as a file (${secret}_FILE), not in the pod spec`);
   });
 
@@ -282,6 +285,9 @@ describe("helm chart: templates", () => {
     // Evaluates each `value: {{ ... .Values.x ... }}` of the container's env for a complete set of values
     // (template conditions are not evaluated: the values are chosen so that every unconditional reading
     // matches what Helm would render; empty values are unset for the service, as for Helm's omitted ones).
+    // The files of a Redis URL and of a CA are rendered only with redis.mode url and a CA, which these values
+    // do not use: helm-render.test.ts renders them with helm.
+    const notRendered = new Set(["REDIS_URL_FILE", "XMPP_TLS_CA_FILE"]);
     assert.ok(validate(production), errorsOf());
     const dir = mkdtempSync(join(tmpdir(), "xcp-chart-"));
     try {
@@ -296,6 +302,7 @@ describe("helm chart: templates", () => {
       const entries = [...deployment.matchAll(/- name: ([A-Z][A-Z0-9_]*)\n\s+value: \{\{ (.+?) \}\}\n/g)];
       assert.ok(entries.length >= 15, "the container's env entries are found");
       for (const [, name = "", expression = ""] of entries) {
+        if (notRendered.has(name)) continue;
         const path = /\.Values\.([\w.]+)/.exec(expression)?.[1];
         assert.ok(path, `${name}: its value comes from .Values (${expression})`);
         const value = get(production, path);
@@ -429,6 +436,16 @@ describe("helm chart: values.yaml and values.schema.json", () => {
       ["an unknown topology", { redis: { mode: "memcached" } }],
       ["a URL that is not redis://", { redis: { url: "http://redis" } }],
       ["an XMPP service that is not xmpp://host:port", { xmpp: { service: "prosody:5347" } }],
+      ["a TLS CA from a ConfigMap and a Secret", { xmpp: { tls: { ca: { configMap: "a", secret: "b" } } } }],
+      ["a TLS server name that is not a host name", { xmpp: { tls: { serverName: "xmpp example" } } }],
+      ["a loopback HTTP_HOST (the probes could not reach it)", { config: { httpHost: "127.0.0.1" } }],
+      ["an HTTP_HOST that is not an address", { config: { httpHost: "every interface" } }],
+      [
+        "a switch for an alert that does not exist",
+        { prometheusRule: { alerts: { XcpNoSuchAlert: false } } },
+      ],
+      ["an anti-affinity preset that does not exist", { podAntiAffinityPreset: { type: "always" } }],
+      ["relabelings that are not a list", { serviceMonitor: { relabelings: { action: "drop" } } }],
       ["a full JID as target", { targetJid: "impl@example.org/res" }],
       ["an unknown log level", { config: { logLevel: "verbose" } }],
       ["a timeout below 100 ms", { config: { iqTimeoutMs: 50 } }],
@@ -457,6 +474,19 @@ describe("helm chart: values.yaml and values.schema.json", () => {
       errorsOf(),
     );
     assert.ok(validate(merge(values, { podDisruptionBudget: { maxUnavailable: "50%" } })), errorsOf());
+    assert.ok(validate(merge(values, { podDisruptionBudget: { maxUnavailable: 0 } })), errorsOf());
+    assert.ok(
+      validate(
+        merge(values, {
+          xmpp: {
+            service: "xmpps://xmpp.example.org:5270",
+            tls: { serverName: "xmpp.example.org", ca: { secret: "ca" } },
+          },
+          config: { httpHost: "::" },
+        }),
+      ),
+      errorsOf(),
+    );
   });
 
   it("the schema describes every value, and every value it describes is in values.yaml", () => {
@@ -508,6 +538,13 @@ describe("helm chart: values.yaml and values.schema.json", () => {
         `\`${JSON.stringify(get(values, path))}\``,
         `README.md: the row of ${path}`,
       );
+  });
+
+  it("the README's values table is the one scripts/helm/values-table.ts makes from values.yaml", () => {
+    assert.ok(
+      read("README.md").includes(`\n${valuesTable()}\n`),
+      "run `node --import tsx scripts/helm/values-table.ts --write`",
+    );
   });
 
   it("the README's example values validate", () => {
