@@ -233,7 +233,8 @@ describe("docker-compose.yml: quiet, restarting, each image built once", () => {
   it("prosody's healthcheck passes when both XMPP ports listen, and only then (run on made-up /proc/net files)", () => {
     const test = compose.services.prosody?.healthcheck?.test;
     assert.ok(Array.isArray(test) && test[0] === "CMD", `an exec-form healthcheck: ${JSON.stringify(test)}`);
-    assert.ok(test.join(" ").includes("/proc/net/tcp"), "it reads the kernel's socket table");
+    const command: string[] = test.slice(1);
+    assert.ok(command.join(" ").includes("/proc/net/tcp"), "it reads the kernel's socket table");
     const ports = prosodyPorts();
     assert.deepEqual(
       ports,
@@ -274,9 +275,9 @@ describe("docker-compose.yml: quiet, restarting, each image built once", () => {
         for (const [table, lines] of Object.entries(tables))
           writeFileSync(join(dir, table), `${[header, ...lines].join("\n")}\n`);
         // Compose's own unescaping ($$ is a literal $), and the made-up files instead of the kernel's.
-        const args = test
-          .slice(1)
-          .map((arg) => arg.replaceAll("$$", "$").replaceAll("/proc/net/", `${dir}/`));
+        const args: string[] = command.map((arg) =>
+          arg.replaceAll("$$", "$").replaceAll("/proc/net/", `${dir}/`),
+        );
         const run = spawnSync(args[0] ?? "", args.slice(1), { encoding: "utf8", timeout: 10_000 });
         assert.equal(run.error, undefined);
         assert.equal(run.status === 0, healthy, `${what}: exit ${run.status} ${run.stderr}`);
