@@ -22,8 +22,15 @@ declare module "@xmpp/xml" {
     attrs?: Record<string, string | undefined> | null,
     ...children: Array<Child | Child[]>
   ): Element;
+  /** The streaming parser: `start` (the root), `element` (each child of the root), `end` (the root closed), `error`. */
+  export class Parser {
+    on(event: "start" | "element" | "end", listener: (element: Element) => void): this;
+    on(event: "error", listener: (error: Error) => void): this;
+    write(data: string): void;
+    end(data?: string): void;
+  }
   namespace xml {
-    export { Element };
+    export { Element, Parser };
   }
   export default xml;
 }
@@ -111,9 +118,4 @@ declare module "@xmpp/client" {
   }
   export function client(options: Record<string, unknown>): XmppClient;
   export const xml: typeof xmlFn;
-}
-
-declare module "@xmpp/xml/lib/parse.js" {
-  import type { Element } from "@xmpp/xml";
-  export default function parse(data: string): Element;
 }

@@ -4,21 +4,42 @@
  */
 
 import { xml } from "@xmpp/component";
-import parseXml from "@xmpp/xml/lib/parse.js";
+import type { Element } from "@xmpp/xml";
 
 export { xml };
 
 /** Parses one serialized element (a stored request payload); null when it is empty or not well-formed. */
 export function parse(serialized: string): Element | null {
   if (serialized === "") return null;
+  let root: Element | null = null;
+  let closed = false;
+  let failed = false;
+  const parser = new xml.Parser();
+  // The parser reports the root when it opens, each of its children when they close, and the root's end.
+  parser.on("start", (element) => {
+    failed ||= root !== null;
+    root = element;
+  });
+  parser.on("element", (element) => {
+    failed ||= closed;
+    root?.append(element);
+  });
+  parser.on("end", () => {
+    failed ||= closed;
+    closed = true;
+  });
+  parser.on("error", () => {
+    failed = true;
+  });
   try {
-    return parseXml(serialized);
+    parser.write(serialized);
+    parser.end();
   } catch {
     return null;
   }
+  // Exactly one element, closed: a truncated or concatenated payload is not one.
+  return failed || !closed ? null : root;
 }
-
-import type { Element } from "@xmpp/xml";
 
 /**
  * Re-address a stanza (XEP-0114 section 3: every stanza from a component carries `to` and `from`); an answer
