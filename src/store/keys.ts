@@ -29,6 +29,15 @@ export interface Keys {
   record(member: string): string;
   /** The deadline index member of a request: the requester's full JID (escaped), a space, the IQ id. */
   member(requester: string, id: string): string;
+  /**
+   * The keys of pending requests as versions before 0.2 wrote them (`deadlines`, `req:<requester>\n<id>`):
+   * swept and acknowledged during a rolling update, never written (README, "Keys").
+   */
+  readonly legacy: {
+    readonly deadlines: string;
+    readonly recordPrefix: string;
+    member(requester: string, id: string): string;
+  };
 }
 
 /**
@@ -45,8 +54,8 @@ function escapeMember(text: string, space: boolean): string {
   let out = "";
   for (const char of text) {
     const code = char.codePointAt(0) ?? 0;
-    const escape = char === "%" || code < 0x20 || code === 0x7f || (space && char === " ");
-    out += escape ? `%${code.toString(16).toUpperCase().padStart(2, "0")}` : char;
+    const special = char === "%" || code < 0x20 || code === 0x7f || (space && char === " ");
+    out += special ? `%${code.toString(16).toUpperCase().padStart(2, "0")}` : char;
   }
   return out;
 }
@@ -62,16 +71,21 @@ export function requestOfMember(member: string): { requester: string; id: string
 
 export function createKeys(prefix: string, domain: string): Keys {
   const base = `${prefix}:{${domain}}:`;
-  const recordPrefix = `${base}req:`;
+  const recordPrefix = `${base}request:`;
   return Object.freeze({
     resources: `${base}resources`,
     subscription: `${base}subscription`,
     gone: `${base}left`,
     counts: `${base}counts`,
     epoch: `${base}epoch`,
-    deadlines: `${base}deadlines`,
+    deadlines: `${base}due`,
     recordPrefix,
     record: (member: string) => recordPrefix + member,
     member: memberOf,
+    legacy: Object.freeze({
+      deadlines: `${base}deadlines`,
+      recordPrefix: `${base}req:`,
+      member: (requester: string, id: string) => `${requester}\n${id}`,
+    }),
   });
 }

@@ -5,7 +5,7 @@
  */
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
-import { describeRedisError, type RedisProblem } from "./redis-problem.js";
+import { explainRedisError, type RedisProblem } from "./redis-problem.js";
 
 export interface RedisNode {
   readonly host: string;
@@ -144,7 +144,7 @@ export function redisProblem(client: Redis | Cluster): RedisProblem | null {
 function watch(client: Redis | Cluster, log: Logger): void {
   let down = false;
   const lost = (err: Error & { code?: string }) => {
-    const problem = describeRedisError(err);
+    const problem = explainRedisError(err);
     if (!down || problems.get(client)?.words !== problem.words)
       log.warn({ problem: problem.words, code: err.code }, "Redis unavailable");
     problems.set(client, problem);

@@ -11,7 +11,7 @@ export interface RedisProblem {
 }
 
 /** `where`: the address that was tried (`host:port`), for the connection errors that do not name it. */
-export function describeRedisError(err: Error & { code?: string }, where?: string): RedisProblem {
+export function explainRedisError(err: Error & { code?: string }, where?: string): RedisProblem {
   const message = err.message.replace(/rediss?:\/\/\S*/g, "<redis>");
   const at = where === undefined ? "" : ` at ${where}`;
   if (message.startsWith("WRONGPASS"))

@@ -21,6 +21,7 @@ import {
   type StoreLimits,
   type StoreTtls,
   StoreUnavailableError,
+  type SweepResult,
 } from "./types.js";
 
 export interface RedisStoreDeps {
@@ -132,6 +133,45 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
     return moved;
   }
 
+  /** One sweep-3 call over a deadline index and its records (legacy: the keys of versions before 0.2). */
+  async function sweepIndex(
+    now: number,
+    limit: number,
+    op: string,
+    index: string,
+    recordPrefix: string,
+    legacy: boolean,
+  ): Promise<SweepResult> {
+    const flat = await write(
+      "sweep",
+      "sweep",
+      index,
+      keys.epoch,
+      keys.counts,
+      now,
+      limit,
+      recordPrefix,
+      op,
+      leaseEnd(now),
+      randomUUID(),
+      indexTtl,
+      ttls.tombstoneMs,
+      ttls.maxHandouts,
+      legacy ? "1" : "0",
+    );
+    const due: DueAnswer[] = [];
+    for (let i = 1; i + 8 <= flat.length; i += 8) {
+      const answer = flat[i + 6] ?? "";
+      due.push({
+        request: decode(flat, i),
+        answer: answer === "" ? null : answer,
+        redelivery: flat[i + 7] === "1",
+        ...(legacy ? { legacy: true as const } : {}),
+      });
+    }
+    return { epoch: flat[0] ?? "", due };
+  }
+
   return {
     resourceAvailable: (resource, now) =>
       write(
@@ -239,40 +279,33 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
     },
 
     async sweep(now, limit, op) {
-      const flat = await write(
-        "sweep",
-        "sweep",
-        keys.deadlines,
-        keys.epoch,
-        keys.counts,
+      const current = await sweepIndex(now, limit, op, keys.deadlines, keys.recordPrefix, false);
+      // Requests written by versions before 0.2 are answered too while a rolling update leaves any: a script
+      // call per sweep on an index that is soon empty. Its failure only delays those.
+      const legacy = await sweepIndex(
         now,
         limit,
-        keys.recordPrefix,
         op,
-        leaseEnd(now),
-        randomUUID(),
-        indexTtl,
-        ttls.tombstoneMs,
-        ttls.maxHandouts,
-      );
-      const due: DueAnswer[] = [];
-      for (let i = 1; i + 8 <= flat.length; i += 8) {
-        const answer = flat[i + 6] ?? "";
-        due.push({
-          request: decode(flat, i),
-          answer: answer === "" ? null : answer,
-          redelivery: flat[i + 7] === "1",
-        });
-      }
-      return { epoch: flat[0] ?? "", due };
+        keys.legacy.deadlines,
+        keys.legacy.recordPrefix,
+        true,
+      ).catch(() => ({ epoch: "", due: [] as DueAnswer[] }));
+      return { epoch: current.epoch, due: [...current.due, ...legacy.due] };
     },
 
     async ack(answers) {
-      for (let i = 0; i < answers.length; i += 500) {
-        const pairs = answers
-          .slice(i, i + 500)
-          .flatMap(({ requester, id, op }) => [keys.member(requester, id), op]);
-        await write("ack", "ack", keys.deadlines, keys.recordPrefix, ttls.tombstoneMs, ...pairs);
+      const current = answers.filter((answer) => !answer.legacy);
+      const legacy = answers.filter((answer) => answer.legacy);
+      for (const [list, index, prefix, member] of [
+        [current, keys.deadlines, keys.recordPrefix, keys.member],
+        [legacy, keys.legacy.deadlines, keys.legacy.recordPrefix, keys.legacy.member],
+      ] as const) {
+        for (let i = 0; i < list.length; i += 500) {
+          const pairs = list
+            .slice(i, i + 500)
+            .flatMap(({ requester, id, op }) => [member(requester, id), op]);
+          await write("ack", "ack", index, prefix, ttls.tombstoneMs, ...pairs);
+        }
       }
     },
 

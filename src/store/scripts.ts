@@ -76,6 +76,7 @@ export interface ScriptCommands {
     epochTtl: number,
     tombstoneTtl: number,
     maxHandouts: number,
+    legacy: "0" | "1",
   ): Promise<Reply>;
   ack(deadlines: string, recordPrefix: string, tombstoneTtl: number, ...memberOps: string[]): Promise<number>;
   resourceAvailable(

@@ -134,6 +134,8 @@ export interface DueAnswer {
   readonly answer: string | null;
   /** True when this answer was handed out before: the earlier holder may or may not have sent it. */
   readonly redelivery: boolean;
+  /** Written by a version before 0.2 (README, "Keys"): acknowledged under those keys. */
+  readonly legacy?: true;
 }
 
 export interface SweepResult {
@@ -146,6 +148,8 @@ export interface AckInput {
   readonly requester: string;
   readonly id: string;
   readonly op: string;
+  /** From a DueAnswer written by a version before 0.2. */
+  readonly legacy?: true;
 }
 
 export type ClaimResult =

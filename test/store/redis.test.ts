@@ -229,13 +229,60 @@ describe("Redis store specifics", () => {
     assert.ok(keys.length >= 3, keys.join(", "));
     for (const key of keys) assert.match(key, /^[\x20-\x7e]+$/, `${JSON.stringify(key)} is printable`);
     // Evicted records: the sweep has only the member to say who and what to answer.
-    for (const key of keys.filter((key) => key.includes(":req:"))) await admin.del(key);
+    const records = keys.filter((key) => key.includes(":request:"));
+    assert.equal(records.length, cases.length, keys.join(", "));
+    for (const key of records) await admin.del(key);
     const swept = await store.sweep(now + 200, 10, "sw");
     assert.deepEqual(
       swept.due.map(({ request }) => [request.requester, request.id]).sort(),
       cases.map(({ requester, id }) => [requester, id]).sort(),
     );
     admin.disconnect();
+    await store.close();
+  });
+
+  it("answers, once, the requests a version before 0.2 left pending (rolling update)", async () => {
+    const keys = createKeys("rolling", "proxy.example.org");
+    // The previous version: the same scripts over the legacy keys, which is what it wrote.
+    const { store: old } = await makeStore("rolling", {
+      keys: {
+        ...keys,
+        deadlines: keys.legacy.deadlines,
+        recordPrefix: keys.legacy.recordPrefix,
+        record: (member) => keys.legacy.recordPrefix + member,
+        member: keys.legacy.member,
+      },
+    });
+    const { store } = await makeStore("rolling");
+    const admin = new Redis(server.url);
+    const now = Date.now();
+    await old.resourceAvailable("a", now);
+    const requester = "u@x/my phone";
+    await old.forward(
+      forwardInput("timed-out", now, { requester, to: "proxy.example.org", deadline: now + 100 }),
+    );
+    await old.forward(
+      forwardInput("evicted", now, { requester, to: "proxy.example.org", deadline: now + 100 }),
+    );
+    await admin.del(keys.legacy.recordPrefix + keys.legacy.member(requester, "evicted"));
+    assert.equal(await admin.zcard(keys.legacy.deadlines), 2);
+
+    const swept = await store.sweep(now + 200, 10, "new");
+    assert.deepEqual(swept.due.map(({ request, legacy }) => [request.requester, request.id, legacy]).sort(), [
+      [requester, "evicted", true],
+      [requester, "timed-out", true],
+    ]);
+    await store.ack(swept.due.map(({ request, legacy }) => ({ ...request, op: "new", legacy })));
+    assert.equal(await admin.zcard(keys.legacy.deadlines), 0, "acknowledged under the legacy keys");
+    const later = await store.sweep(now + 200 + DEFAULT_TTLS.answerLeaseMs + 1_000, 10, "later");
+    assert.deepEqual(later.due, [], "never handed out again");
+    assert.equal(
+      await admin.hget(keys.counts, "u@x"),
+      null,
+      "the requester's pending count is back to nothing",
+    );
+    admin.disconnect();
+    await old.close();
     await store.close();
   });
 });

@@ -199,7 +199,6 @@ describe("helm chart: files", () => {
     assert.equal(chart.apiVersion, "v2");
     assert.equal(chart.type, "application");
     assert.equal(chart.name, "xmpp-client-proxy");
-    assert.equal(chart.appVersion, "0.1.0");
     assert.equal(chart.appVersion, pkg.version, "appVersion follows package.json");
   });
 

@@ -13,9 +13,11 @@
 -- ARGV[1]  now (epoch ms)   ARGV[2]  limit   ARGV[3]  record key prefix   ARGV[4]  op
 -- ARGV[5]  lease end (epoch ms)   ARGV[6]  a new random epoch, used if none is set   ARGV[7]  epoch TTL (ms)
 -- ARGV[8]  tombstone TTL (ms)   ARGV[9]  hand-outs at most
+-- ARGV[10] "1": the keys of versions before 0.2 (members `<requester>\n<id>`, no escapes; keys.ts, legacy)
 -- Returns  {epoch, then 8 fields per answer: requester, id, to, type, resource, deadline, answer ("" for the
 --          timeout), "1" when it was handed out before}
 local MAX_TRIES = tonumber(ARGV[9])
+local LEGACY = ARGV[10] == "1"
 local function unescape(text)
   return (string.gsub(text, "%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
 end
@@ -48,9 +50,14 @@ for _, member in ipairs(due) do
     out[#out + 1] = "1"
   elseif f[1] == false then
     -- keys.ts, memberOf: the requester, a space, the id; both with `%XX` escapes.
-    local space = string.find(member, " ", 1, true) or (#member + 1)
-    local requester = unescape(string.sub(member, 1, space - 1))
-    local id = unescape(string.sub(member, space + 1))
+    local requester, id
+    if LEGACY then
+      local newline = string.find(member, "\n", 1, true) or (#member + 1)
+      requester, id = string.sub(member, 1, newline - 1), string.sub(member, newline + 1)
+    else
+      local space = string.find(member, " ", 1, true) or (#member + 1)
+      requester, id = unescape(string.sub(member, 1, space - 1)), unescape(string.sub(member, space + 1))
+    end
     redis.call("HSET", record, "state", "answering", "outcome", "timeout", "op", ARGV[4], "lease", ARGV[5],
       "tries", 1)
     redis.call("PEXPIRE", record, ARGV[8])
