@@ -134,8 +134,8 @@ const rejected: { name: string; reason: string; token: string; macValid?: boolea
   { name: "requester truncated", reason: "mac", token: plain.slice(0, -1) },
   { name: "requester in another case", reason: "mac", token: plain.replace(".user%40", ".User%40") },
   {
-    name: "escapes in lower-case hex: the MAC covers the escaped text as written",
-    reason: "mac",
+    name: "escapes in lower-case hex (and the MAC of the upper-case spelling)",
+    reason: "escape",
     token: plain.replace("%2F", "%2f"),
   },
   {
@@ -197,6 +197,18 @@ const rejected: { name: string; reason: string; token: string; macValid?: boolea
     macValid: true,
   },
   {
+    name: "an escape in lower-case hex, with a valid MAC: one spelling per requester",
+    reason: "escape",
+    token: craft(k1, "user%40example.org%2fphone"),
+    macValid: true,
+  },
+  {
+    name: "an octet escaped that stands as it is ('A' as %41), with a valid MAC: one spelling per requester",
+    reason: "escape",
+    token: craft(k1, "user%40example.org%2F%41"),
+    macValid: true,
+  },
+  {
     name: "1024 octets, one over a resourcepart, with a valid MAC",
     reason: "length",
     token: craft(k1, `u%40example.org%2F${"r".repeat(995 - 18)}`),
@@ -210,7 +222,7 @@ const file = {
     "keys: the HMAC key is the UTF-8 octets of secret, as JAT_KEYS gives it. All keys are configured at once; the one named by kid signs. maxRequesterOctets: the longest requester part (after the third '.') that fits a token signed with that key.",
     "accepted: signing requester with the key kid gives token, exactly; verifying token gives requester; so does reading it without a key.",
     "unsignable: the requester does not fit in a token signed with the key kid (the proxy answers not-acceptable).",
-    "rejected: verifying token with all keys fails. reason: format (not the grammar), mac (not the MAC of the text), kid (no such key), escape (a %XX escape or the UTF-8 it spells is malformed), length (over 1023 octets). macValid: the MAC is right for the text, rejected all the same. requester: what reading it without a key gives, null when it is not well-formed.",
+    "rejected: verifying token with all keys fails. reason: format (not the grammar), mac (not the MAC of the text), kid (no such key), escape (a %XX escape or the UTF-8 it spells is malformed, or the escapes are not the one spelling the proxy writes: upper-case hex, only the octets that must be escaped), length (over 1023 octets). macValid: the MAC is right for the text, rejected all the same. requester: what reading it without a key gives, null when it is not well-formed.",
   ],
   version: "j1",
   domain,

@@ -46,14 +46,20 @@ function encodeRequester(requester: string): string {
   return out;
 }
 
-/** The JID back from the requester part; null when an escape is malformed or the octets are not UTF-8. */
+/**
+ * The JID back from the requester part; null when an escape is malformed, the octets are not UTF-8, or the
+ * escapes are not the ones encodeRequester writes: one spelling per requester (lower-case hex, or an octet
+ * escaped that stands as it is, would give a requester a second token).
+ */
 function decodeRequester(encoded: string): string | null {
   if (!encoded.includes("%")) return encoded;
+  let decoded: string;
   try {
-    return decodeURIComponent(encoded);
+    decoded = decodeURIComponent(encoded);
   } catch {
     return null;
   }
+  return encodeRequester(decoded) === encoded ? decoded : null;
 }
 
 export interface DecodedToken {
