@@ -7,8 +7,10 @@
  * replica, for everything the store handed it during one event-loop turn:
  * 1. writes the acknowledgement (ack-1.lua, one call for the batch) to the Redis socket, and then, in the same
  *    synchronous step, the answers to the XMPP socket. A replica killed before this step wrote neither: the
- *    lease ends and another replica sends the answer, once. Killed after it, both writes are already with their
- *    peers. The window between the two writes is a few microseconds.
+ *    lease ends and another replica sends the answer, once. Killed after it, both writes are already in the
+ *    kernel, which sends them on at once (no Nagle on the XMPP socket, connection.ts): a killed process's
+ *    sockets are reset when they hold unread input, and the reset discards whatever was still unsent. The
+ *    window between the two writes is a few microseconds.
  * 2. if the XMPP link is down, acknowledges nothing and keeps the answers: it writes them as soon as the link is
  *    back, while it still holds their lease; after that the sweep of any connected replica hands them out.
  * 3. when the link is lost, writes again after reconnecting the answers written since shortly (SUSPECT_MS)

@@ -105,6 +105,10 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
     failures = 0;
     standbyLogged = false;
     client.socket?.setKeepAlive(true, KEEPALIVE_MS);
+    // No Nagle: an answer is written the moment it is acknowledged in the store (delivery/outbox.ts). Held back
+    // behind an unacknowledged segment (up to the peer's delayed-ACK time, 40 ms on Linux), it would die with a
+    // replica killed meanwhile, whose close resets the connection and discards what it had not yet sent.
+    client.socket?.setNoDelay(true);
     log.info({ server: service, domain }, "connected to the XMPP server");
     setState("connected");
     events.emit("online");

@@ -59,7 +59,7 @@ export function connectOptions(service: string, settings: TlsSettings): XmppsOpt
 /**
  * What xmpp.js and connection.ts use of a net.Socket, over a TLS connection: `connect` after the handshake
  * and the certificate checks, `data`, `error` (explained, see `explain`), `close`, and write, end, destroy,
- * setKeepAlive (node:tls passes it to the TCP socket under the TLS layer).
+ * setKeepAlive and setNoDelay (node:tls passes them to the TCP socket under the TLS layer).
  */
 export class TlsSocket extends EventEmitter {
   #socket: tls.TLSSocket | null = null;
@@ -103,6 +103,11 @@ export class TlsSocket extends EventEmitter {
 
   setKeepAlive(enable?: boolean, initialDelay?: number): this {
     this.#socket?.setKeepAlive(enable, initialDelay);
+    return this;
+  }
+
+  setNoDelay(noDelay?: boolean): this {
+    this.#socket?.setNoDelay(noDelay);
     return this;
   }
 }

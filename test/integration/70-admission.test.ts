@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { xml } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
 import { Redis } from "ioredis";
+import { createKeys } from "../../src/store/keys.js";
 import { autoApprove, type Client, collectStanzas, sendIq, serveIq, stopClient } from "../harness/clients.js";
 import { freePort } from "../harness/ports.js";
 import { type ProsodyServer, startProsody } from "../harness/prosody.js";
@@ -136,7 +137,7 @@ describe("admission limits and abuse", { timeout: 180_000 }, () => {
     );
     await until(
       "the flood at its cap",
-      async () => Number(await admin.zcard(`xcp:{${proxy}}:deadlines`)) >= CAP,
+      async () => Number(await admin.zcard(createKeys("xcp", proxy).deadlines)) >= CAP,
     );
     during = await roundTrips(other, "busy", 40);
     await flood;
@@ -149,7 +150,7 @@ describe("admission limits and abuse", { timeout: 180_000 }, () => {
       const { type, condition } = errorCondition(answer);
       kinds.set(`${type}/${condition}`, (kinds.get(`${type}/${condition}`) ?? 0) + 1);
     }
-    const pending = await admin.zcard(`xcp:{${proxy}}:deadlines`);
+    const pending = await admin.zcard(createKeys("xcp", proxy).deadlines);
     console.log(
       `flood: ${TOTAL} sent, answers ${JSON.stringify(Object.fromEntries(kinds))}, ${pending} pending; ` +
         `Redis +${((memoryAfter - memoryBefore) / 1024).toFixed(0)} KiB; other user's round trip median ` +
