@@ -41,8 +41,9 @@ USER 10001:10001
 # /healthz and /readyz (and /metrics) on HTTP_PORT, 8080 unless set.
 EXPOSE 8080
 # Slim images have no curl: Node's fetch does the GET. /healthz is liveness; /readyz says whether this
-# replica is serving (a standby replica on Prosody is healthy but not ready).
+# replica is serving (a standby replica on Prosody is healthy but not ready). It asks HTTP_HOST when that is one
+# address (loopback when unset or a wildcard).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || '8080') + '/healthz', { signal: AbortSignal.timeout(4000) }).then((res) => process.exit(res.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "const h = process.env.HTTP_HOST; const host = !h || h === '::' || h === '0.0.0.0' ? '127.0.0.1' : h.includes(':') ? '[' + h + ']' : h; fetch('http://' + host + ':' + (process.env.HTTP_PORT || '8080') + '/healthz', { signal: AbortSignal.timeout(4000) }).then((res) => process.exit(res.ok ? 0 : 1), () => process.exit(1))"]
 # Exit codes: 0 after SIGTERM/SIGINT (docker stop), 1 unexpected failure, 2 configuration problem.
 ENTRYPOINT ["node", "dist/cli.js"]
