@@ -10,6 +10,7 @@ import { createJat } from "./jat/token.js";
 import { createMetrics } from "./metrics.js";
 import { createForwarder } from "./proxy/forward.js";
 import { createInbound } from "./proxy/inbound.js";
+import { createMessenger } from "./proxy/messages.js";
 import { createPresence } from "./proxy/presence.js";
 import { createResender } from "./proxy/resend.js";
 import { createReplier } from "./proxy/route-reply.js";
@@ -150,6 +151,16 @@ export async function startService(
       resend,
       tracker,
       onBounce: () => presence.probe(),
+    }),
+    messages: createMessenger({
+      store,
+      jat,
+      send,
+      domain,
+      target,
+      rememberMs: ttls.tombstoneMs,
+      log,
+      metrics,
     }),
     presence,
     answerError,

@@ -75,6 +75,23 @@ export function createMetrics(sources: MetricSources) {
     rejected: counter("requests_rejected_total", "IQ requests answered with an error by the proxy itself", [
       "reason",
     ]),
+    messagesIn: counter(
+      "messages_in_total",
+      "Messages of requesters forwarded to a resource of the implementing client",
+    ),
+    messagesOut: counter(
+      "messages_out_total",
+      "Messages of the implementing client forwarded to the requester its token names",
+    ),
+    messagesRefused: counter(
+      "messages_refused_total",
+      "Messages not forwarded, answered with a message error (or dropped, for a forged token: also answered)",
+      ["reason"],
+    ),
+    messageErrorsReturned: counter(
+      "message_errors_returned_total",
+      "Message errors of a requester's side returned to the resource that sent the message",
+    ),
     retries: counter(
       "retries_total",
       "Requests sent again to another resource after their resource went away",

@@ -9,6 +9,7 @@ import { classify, type RoutingContext, type StanzaView } from "../routing/class
 import { StoreUnavailableError } from "../store/types.js";
 import { detach } from "../util/detach.js";
 import type { createForwarder } from "./forward.js";
+import type { Messenger } from "./messages.js";
 import type { PresenceTracker } from "./presence.js";
 import type { createReplier } from "./route-reply.js";
 import type { AnswerError } from "./send-error.js";
@@ -18,6 +19,7 @@ export interface InboundDeps {
   admission: AdmissionPolicy;
   forward: ReturnType<typeof createForwarder>;
   reply: ReturnType<typeof createReplier>;
+  messages: Messenger;
   presence: PresenceTracker;
   answerError: AnswerError;
   log: Logger;
@@ -31,7 +33,16 @@ export function viewOf(stanza: Element): StanzaView {
   return { name: stanza.name, type, id: detach(id), from: detach(from), to: detach(to), childElements };
 }
 
-export function createInbound({ ctx, admission, forward, reply, presence, answerError, log }: InboundDeps) {
+export function createInbound({
+  ctx,
+  admission,
+  forward,
+  reply,
+  messages,
+  presence,
+  answerError,
+  log,
+}: InboundDeps) {
   const fail = (err: unknown) =>
     err instanceof StoreUnavailableError
       ? log.warn({ err }, "store unavailable: stanza not handled")
@@ -66,6 +77,22 @@ export function createInbound({ ctx, admission, forward, reply, presence, answer
           { name: view.name, id: view.id, from: view.from ?? "", to: view.to ?? ctx.domain },
           decision.error,
         );
+        return;
+      case "message-in": {
+        // The same allow and deny lists as for requests (an id, when there is one, bounded the same way).
+        const refused = admit({ requester: decision.requester, id: view.id ?? "" }, admission);
+        if (refused === null) run(messages.in(stanza, decision));
+        else {
+          log.debug({ from: view.from, error: refused }, "message not admitted");
+          messages.refuse(stanza, refused);
+        }
+        return;
+      }
+      case "message-out":
+        run(messages.out(stanza, decision));
+        return;
+      case "message-bounce":
+        run(messages.bounce(stanza, decision));
         return;
       case "target-presence":
         run(presence.handle(decision));

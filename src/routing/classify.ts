@@ -30,6 +30,15 @@ export type Decision =
   | { kind: "reply"; token: string; id: string; resource: string }
   /** Answer the sender with this error, from the address it wrote to. */
   | { kind: "reject"; error: ErrorName }
+  /**
+   * A message from a requester to the domain (or to `domain/<resource>`, which the handler checks is not a
+   * token): to one resource of the implementing account, sticky per requester.
+   */
+  | { kind: "message-in"; requester: string; to: string }
+  /** A message from a resource of the implementing account to `domain/<token>`: to the requester it names. */
+  | { kind: "message-out"; token: string; resource: string }
+  /** A message error from a requester's side, maybe for a message the implementing account sent. */
+  | { kind: "message-bounce"; requester: string; id: string }
   /** Presence of the implementing account (RFC 6121 section 4). */
   | { kind: "target-presence"; type: string; resource: string }
   /** RFC 6121 section 3.2: a subscription request from anyone else; it is declined. */
@@ -42,7 +51,27 @@ export type DropReason =
   | "presence"
   | "error-message"
   | "not-for-domain"
-  | "bad-answer";
+  | "bad-answer"
+  | "groupchat";
+
+/** RFC 6121 section 5.2.2: the message types that are forwarded; `groupchat` belongs to a room, not to us. */
+const MESSAGE_TYPES = new Set(["chat", "normal", "headline"]);
+
+function classifyMessage(stanza: StanzaView, from: string, to: string, fromTarget: boolean): Decision {
+  const { type, id } = stanza;
+  if (type === "error") {
+    // RFC 6120 section 8.3.1: never answer an error with an error; one for a message we sent goes back.
+    return !fromTarget && id !== undefined
+      ? { kind: "message-bounce", requester: from, id }
+      : { kind: "drop", reason: "error-message" };
+  }
+  if (type !== undefined && !MESSAGE_TYPES.has(type)) return { kind: "drop", reason: "groupchat" };
+  if (!fromTarget) return { kind: "message-in", requester: from, to };
+  const token = resourceOf(to);
+  const resource = resourceOf(from);
+  if (token === "" || resource === "") return { kind: "reject", error: "messageFromTarget" };
+  return { kind: "message-out", token, resource };
+}
 
 export function classify(stanza: StanzaView, ctx: RoutingContext): Decision {
   const { from, to } = stanza;
@@ -53,10 +82,7 @@ export function classify(stanza: StanzaView, ctx: RoutingContext): Decision {
     case "iq":
       return classifyIq(stanza, from, to, fromTarget, ctx);
     case "message":
-      // RFC 6120 section 8.3.1: never answer an error with an error.
-      return stanza.type === "error"
-        ? { kind: "drop", reason: "error-message" }
-        : { kind: "reject", error: "message" };
+      return classifyMessage(stanza, from, to, fromTarget);
     case "presence":
       if (fromTarget)
         return { kind: "target-presence", type: stanza.type ?? "available", resource: resourceOf(from) };

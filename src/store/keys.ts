@@ -25,6 +25,8 @@ export interface Keys {
   readonly deadlines: string;
   /** Prefix of the pending request records; the Lua scripts append a member to it. */
   readonly recordPrefix: string;
+  /** String: the resource of the implementing account that sent a message to a requester (for its bounce). */
+  message(requester: string, id: string): string;
   /** Hash: one pending (or recently answered) request. */
   record(member: string): string;
   /** The deadline index member of a request: the requester's full JID (escaped), a space, the IQ id. */
@@ -82,6 +84,7 @@ export function createKeys(prefix: string, domain: string): Keys {
     recordPrefix,
     record: (member: string) => recordPrefix + member,
     member: memberOf,
+    message: (requester: string, id: string) => `${base}message:${memberOf(requester, id)}`,
     legacy: Object.freeze({
       deadlines: `${base}deadlines`,
       recordPrefix: `${base}req:`,

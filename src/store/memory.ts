@@ -49,6 +49,9 @@ interface Tombstone {
 /** Tombstones kept at most; beyond it the oldest go first, and a reply to them counts as unknown. */
 export const MAX_TOMBSTONES = 100_000;
 
+/** Messages remembered for their bounces, at most (the oldest are forgotten first). */
+const MAX_REMEMBERED_MESSAGES = 100_000;
+
 export function createMemoryStore({
   ttls = DEFAULT_TTLS,
   limits = { perRequester: Number.POSITIVE_INFINITY, total: Number.POSITIVE_INFINITY },
@@ -72,6 +75,8 @@ export function createMemoryStore({
   const counts = new Map<string, number>();
   /** Resource -> when its unavailable presence was seen. */
   const gone = new Map<string, number>();
+  /** Messages sent by the implementing account: member -> [resource, forget after (epoch ms)]. */
+  const messages = new Map<string, [string, number]>();
   let approved = false;
   /** An in-process store loses its data only with its process, so its epoch never changes. */
   const epoch = randomUUID();
@@ -194,6 +199,18 @@ export function createMemoryStore({
     },
     async onlineResources() {
       return [...resources.keys()].sort();
+    },
+    async rememberMessage(requester, id, resource, ttlMs) {
+      const member = memberOf(requester, id);
+      messages.delete(member);
+      messages.set(member, [resource, Date.now() + ttlMs]);
+      evictOldest(messages, MAX_REMEMBERED_MESSAGES);
+    },
+    async takeMessageSender(requester, id) {
+      const member = memberOf(requester, id);
+      const entry = messages.get(member);
+      messages.delete(member);
+      return entry && entry[1] > Date.now() ? entry[0] : null;
     },
     async setSubscriptionApproved(value) {
       approved = value;

@@ -189,6 +189,10 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
     expireResources: (since, now) =>
       write("presence", "expireResources", keys.resources, keys.gone, since, now, ttls.presenceMs),
     onlineResources: () => call("presence", () => redis.hkeys(keys.resources)).then((list) => list.sort()),
+    async rememberMessage(requester, id, resource, ttlMs) {
+      await call("message", () => redis.set(keys.message(requester, id), resource, "PX", ttlMs));
+    },
+    takeMessageSender: (requester, id) => call("message", () => redis.getdel(keys.message(requester, id))),
     async setSubscriptionApproved(approved) {
       if (approved)
         await call("subscription", () => redis.set(keys.subscription, "1", "PX", ttls.presenceMs));

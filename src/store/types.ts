@@ -188,6 +188,14 @@ export interface Store {
   /** The online resources, sorted by name. */
   onlineResources(): Promise<string[]>;
 
+  /**
+   * Messages the implementing account sent to a requester: which resource sent the one with this id, kept for
+   * `ttlMs`, so that an error the requester's side returns for it goes back to that resource.
+   */
+  rememberMessage(requester: string, id: string, resource: string, ttlMs: number): Promise<void>;
+  /** The resource that sent it, or null; forgotten once read (an error is returned once). */
+  takeMessageSender(requester: string, id: string): Promise<string | null>;
+
   /** RFC 6121 3.1: whether the implementing account approved the component's subscription. */
   setSubscriptionApproved(approved: boolean): Promise<void>;
   subscriptionApproved(): Promise<boolean>;

@@ -59,11 +59,23 @@ export const ERRORS = Object.freeze({
     condition: "feature-not-implemented",
     text: "The implementing client cannot send requests through the proxy",
   },
-  /** Messages are not proxied, only IQ requests. */
-  message: {
+  /** The implementing account wrote to the bare domain, or from its bare JID: nobody to forward to. */
+  messageFromTarget: {
+    type: "modify",
+    condition: "jid-malformed",
+    text: "Messages from the implementing client go to the address of a requester, domain/<token>",
+  },
+  /** The implementing account wrote to `domain/<token>` with a token that does not verify. */
+  badToken: {
+    type: "modify",
+    condition: "jid-malformed",
+    text: "This address is not one the proxy gave out (the token does not verify)",
+  },
+  /** A requester wrote to an address of another requester: only the implementing client may. */
+  notYours: {
     type: "cancel",
-    condition: "feature-not-implemented",
-    text: "The proxy forwards IQ requests only",
+    condition: "forbidden",
+    text: "Only the implementing client may write to the addresses of requesters",
   },
   /** The requester has MAX_PENDING_PER_REQUESTER requests pending already: nothing was forwarded. */
   requesterLimit: {

@@ -62,18 +62,44 @@ describe("classify", () => {
     ]) {
       assert.equal(classify(view(over), ctx).kind, "drop", JSON.stringify(over));
     }
-    assert.equal(classify(view({ name: "message", type: "error" }), ctx).kind, "drop");
+    // A message error is never answered: from the target it is dropped, from a requester maybe returned.
+    assert.equal(
+      classify(view({ name: "message", type: "error", from: "impl@example.org/a" }), ctx).kind,
+      "drop",
+    );
+    assert.deepEqual(classify(view({ name: "message", type: "error" }), ctx), {
+      kind: "message-bounce",
+      requester: "user@example.org/abc",
+      id: "1",
+    });
+    assert.equal(classify(view({ name: "message", type: "error", id: undefined }), ctx).kind, "drop");
   });
 
-  it("rejects messages with feature-not-implemented", () => {
-    assert.deepEqual(classify(view({ name: "message", type: "chat" }), ctx), {
-      kind: "reject",
-      error: "message",
+  it("forwards messages both ways; groupchat never", () => {
+    for (const type of ["chat", "normal", "headline", undefined])
+      assert.deepEqual(classify(view({ name: "message", type }), ctx), {
+        kind: "message-in",
+        requester: "user@example.org/abc",
+        to: "proxy.example.org",
+      });
+    assert.deepEqual(classify(view({ name: "message", type: "groupchat" }), ctx), {
+      kind: "drop",
+      reason: "groupchat",
     });
-    assert.deepEqual(classify(view({ name: "message", type: undefined }), ctx), {
-      kind: "reject",
-      error: "message",
-    });
+    assert.deepEqual(
+      classify(
+        view({ name: "message", type: "chat", from: "impl@example.org/a", to: "proxy.example.org/j1.k.x.y" }),
+        ctx,
+      ),
+      { kind: "message-out", token: "j1.k.x.y", resource: "a" },
+    );
+    assert.deepEqual(
+      classify(
+        view({ name: "message", type: "chat", from: "impl@example.org/a", to: "proxy.example.org" }),
+        ctx,
+      ),
+      { kind: "reject", error: "messageFromTarget" },
+    );
   });
 
   it("tracks the target's presence and declines other subscriptions silently otherwise", () => {
