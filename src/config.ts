@@ -47,6 +47,8 @@ export interface Config {
     readonly idLength: number;
     readonly keptPayloadBytes: number;
   };
+  /** The service's own presence: SERVICE_SUBSCRIPTIONS and MAX_SUBSCRIBERS (README, "Service presence"). */
+  readonly servicePresence: { readonly approve: boolean; readonly maxSubscribers: number };
   /** REQUESTER_ALLOW (null: everyone) and REQUESTER_DENY: bare JIDs and domains, lower case. */
   readonly requesters: { readonly allow: readonly string[] | null; readonly deny: readonly string[] };
 }
@@ -190,6 +192,10 @@ const schema = z.object({
   MAX_PENDING_TOTAL: int(1, 100_000_000).default(100_000),
   MAX_ID_LENGTH: int(1, 3_071).default(256),
   MAX_KEPT_PAYLOAD_BYTES: int(0, 16_777_216).default(65_536),
+  SERVICE_SUBSCRIPTIONS: z
+    .enum(["approve", "refuse"], { error: "must be one of: approve, refuse" })
+    .default("approve"),
+  MAX_SUBSCRIBERS: int(0, 100_000_000).default(100_000),
   REQUESTER_ALLOW: addressList.optional(),
   REQUESTER_DENY: addressList.optional(),
   REDIS_WAIT_REPLICAS: int(0, 16).default(0),
@@ -290,6 +296,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       keptPayloadBytes: data.MAX_KEPT_PAYLOAD_BYTES,
     },
     requesters: { allow: data.REQUESTER_ALLOW ?? null, deny: data.REQUESTER_DENY ?? [] },
+    servicePresence: {
+      approve: data.SERVICE_SUBSCRIPTIONS === "approve",
+      maxSubscribers: data.MAX_SUBSCRIBERS,
+    },
     sweepIntervalMs:
       data.SWEEP_INTERVAL_MS ?? Math.min(1000, Math.max(50, Math.floor(data.IQ_TIMEOUT_MS / 10))),
   };

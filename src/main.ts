@@ -15,6 +15,7 @@ import { createPresence } from "./proxy/presence.js";
 import { createResender } from "./proxy/resend.js";
 import { createReplier } from "./proxy/route-reply.js";
 import { createAnswerer } from "./proxy/send-error.js";
+import { createServicePresence } from "./proxy/service-presence.js";
 import { createSweeper } from "./proxy/sweeper.js";
 import { createTracker, NO_TRACKER } from "./recovery/tracker.js";
 import { createBalancer } from "./routing/balance.js";
@@ -99,6 +100,21 @@ export async function startService(
       });
   const balance = createBalancer(config.balance);
   const resend = createResender({ jat, send, domain, target, metrics, log });
+  const admission = {
+    allow: config.requesters.allow,
+    deny: config.requesters.deny,
+    maxIdLength: config.limits.idLength,
+  };
+  const servicePresence = createServicePresence({
+    store,
+    send,
+    domain,
+    approve: config.servicePresence.approve,
+    maxSubscribers: config.servicePresence.maxSubscribers,
+    admission,
+    log,
+    metrics,
+  });
   const presence = createPresence({
     store,
     send,
@@ -109,17 +125,17 @@ export async function startService(
     pick: balance,
     resend,
     confirmMs: config.resourceConfirmMs,
+    onChange: () =>
+      servicePresence
+        .refresh()
+        .catch((err: unknown) => log.warn({ err }, "store unavailable: service presence")),
   });
   relearnPresence = () => {
     if (connectionState() === "connected") void presence.onOnline();
   };
   const inbound = createInbound({
     ctx: { domain, target },
-    admission: {
-      allow: config.requesters.allow,
-      deny: config.requesters.deny,
-      maxIdLength: config.limits.idLength,
-    },
+    admission,
     forward: createForwarder({
       store,
       jat,
@@ -163,6 +179,7 @@ export async function startService(
       metrics,
     }),
     presence,
+    servicePresence,
     answerError,
     log,
   });

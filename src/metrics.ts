@@ -92,6 +92,15 @@ export function createMetrics(sources: MetricSources) {
       "message_errors_returned_total",
       "Message errors of a requester's side returned to the resource that sent the message",
     ),
+    presenceBroadcasts: counter(
+      "service_presence_broadcasts_total",
+      "Changes of the service's presence broadcast to its subscribers (one per change, whatever the replicas)",
+    ),
+    subscriptions: counter(
+      "service_subscriptions_total",
+      "Subscription requests to the service's presence, and cancellations",
+      ["outcome"],
+    ),
     retries: counter(
       "retries_total",
       "Requests sent again to another resource after their resource went away",

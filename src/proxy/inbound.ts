@@ -6,13 +6,14 @@ import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
 import { type AdmissionPolicy, admit } from "../routing/admission.js";
 import { classify, type RoutingContext, type StanzaView } from "../routing/classify.js";
-import { StoreUnavailableError } from "../store/types.js";
+import { type ResourcePresence, StoreUnavailableError } from "../store/types.js";
 import { detach } from "../util/detach.js";
 import type { createForwarder } from "./forward.js";
 import type { Messenger } from "./messages.js";
 import type { PresenceTracker } from "./presence.js";
 import type { createReplier } from "./route-reply.js";
 import type { AnswerError } from "./send-error.js";
+import type { ServicePresence } from "./service-presence.js";
 
 export interface InboundDeps {
   ctx: RoutingContext;
@@ -21,6 +22,7 @@ export interface InboundDeps {
   reply: ReturnType<typeof createReplier>;
   messages: Messenger;
   presence: PresenceTracker;
+  servicePresence: ServicePresence;
   answerError: AnswerError;
   log: Logger;
 }
@@ -33,6 +35,16 @@ export function viewOf(stanza: Element): StanzaView {
   return { name: stanza.name, type, id: detach(id), from: detach(from), to: detach(to), childElements };
 }
 
+/** RFC 6121 section 4.7.2: priority (-128..127, 0 when absent or invalid), show and status of a presence. */
+export function resourcePresenceOf(stanza: Element): ResourcePresence {
+  const priority = Number.parseInt(stanza.getChildText("priority") ?? "", 10);
+  return {
+    priority: Number.isInteger(priority) && priority >= -128 && priority <= 127 ? priority : 0,
+    show: (stanza.getChildText("show") ?? "").slice(0, 16),
+    status: (stanza.getChildText("status") ?? "").slice(0, 1024),
+  };
+}
+
 export function createInbound({
   ctx,
   admission,
@@ -40,6 +52,7 @@ export function createInbound({
   reply,
   messages,
   presence,
+  servicePresence,
   answerError,
   log,
 }: InboundDeps) {
@@ -95,10 +108,10 @@ export function createInbound({
         run(messages.bounce(stanza, decision));
         return;
       case "target-presence":
-        run(presence.handle(decision));
+        run(presence.handle(decision, resourcePresenceOf(stanza)));
         return;
-      case "decline-subscription":
-        presence.decline(decision.from);
+      case "service-presence":
+        run(servicePresence.handle(decision.type, decision.from));
         return;
       case "drop":
         log.debug(

@@ -7,7 +7,7 @@
  */
 import type { Logger } from "pino";
 import type { Decision } from "../routing/classify.js";
-import type { Store } from "../store/types.js";
+import type { ResourcePresence, Store } from "../store/types.js";
 import { presence } from "../xmpp/stanzas.js";
 import type { Resender } from "./resend.js";
 import type { Send } from "./send-error.js";
@@ -25,6 +25,8 @@ export interface PresenceDeps {
   resend: Resender;
   /** After a (re)connect, resources not confirmed by presence within this time are forgotten. */
   confirmMs: number;
+  /** After the target's resources changed: the service's own presence may have (service-presence.ts). */
+  onChange?: () => Promise<void>;
   /** How often to probe again while connected, refreshing the store's view. */
   reprobeMs?: number;
 }
@@ -42,6 +44,7 @@ export function createPresence({
   pick,
   resend,
   confirmMs,
+  onChange = async () => {},
   reprobeMs = 5 * 60_000,
 }: PresenceDeps) {
   let approved = false;
@@ -53,8 +56,10 @@ export function createPresence({
   async function expireUnconfirmed(since: number): Promise<void> {
     try {
       const removed = await store.expireResources(since, clock());
-      if (removed.length > 0)
+      if (removed.length > 0) {
         log.info({ count: removed.length }, "forgot resources not confirmed after reconnecting");
+        await onChange();
+      }
     } catch (err) {
       log.warn({ err }, "store unavailable: resources not reconciled");
     }
@@ -68,13 +73,18 @@ export function createPresence({
     await store.setSubscriptionApproved(true);
   }
 
-  async function handle(decision: TargetPresence): Promise<void> {
+  async function handle(decision: TargetPresence, info?: ResourcePresence): Promise<void> {
+    await track(decision, info);
+    if (decision.type !== "subscribe") await onChange();
+  }
+
+  async function track(decision: TargetPresence, info?: ResourcePresence): Promise<void> {
     const { type, resource } = decision;
     switch (type) {
       case "available":
         await approve();
         noneOnline = false;
-        if (resource !== "") await store.resourceAvailable(resource, clock());
+        if (resource !== "") await store.resourceAvailable(resource, clock(), info);
         return;
       case "unavailable":
       case "error":
@@ -117,11 +127,6 @@ export function createPresence({
     /** Ask the server for the current presence of every resource (only once the subscription is approved). */
     probe(): void {
       if (approved) probe();
-    },
-    /** RFC 6121 section 3.2: subscription requests from anyone but the target are declined. */
-    decline(from: string): void {
-      log.debug({ from }, "subscription request declined");
-      send(presence("unsubscribed", from, domain));
     },
     /** After every (re)connect: re-subscribe, and probe once approval is known (in this or another replica). */
     async onOnline(): Promise<void> {

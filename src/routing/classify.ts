@@ -41,8 +41,11 @@ export type Decision =
   | { kind: "message-bounce"; requester: string; id: string }
   /** Presence of the implementing account (RFC 6121 section 4). */
   | { kind: "target-presence"; type: string; resource: string }
-  /** RFC 6121 section 3.2: a subscription request from anyone else; it is declined. */
-  | { kind: "decline-subscription"; from: string }
+  /**
+   * Presence from anyone else to the domain (RFC 6121 sections 3 and 4.3): a subscription request, its
+   * cancellation, or a probe of the service's presence.
+   */
+  | { kind: "service-presence"; type: "subscribe" | "unsubscribe" | "probe"; from: string }
   | { kind: "drop"; reason: DropReason };
 
 export type DropReason =
@@ -86,7 +89,8 @@ export function classify(stanza: StanzaView, ctx: RoutingContext): Decision {
     case "presence":
       if (fromTarget)
         return { kind: "target-presence", type: stanza.type ?? "available", resource: resourceOf(from) };
-      if (stanza.type === "subscribe") return { kind: "decline-subscription", from: bareOf(from) };
+      if (stanza.type === "subscribe" || stanza.type === "unsubscribe" || stanza.type === "probe")
+        return { kind: "service-presence", type: stanza.type, from };
       return { kind: "drop", reason: "presence" };
     default:
       return { kind: "drop", reason: "unknown" };

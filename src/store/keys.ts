@@ -14,6 +14,12 @@ export interface Keys {
   readonly gone: string;
   /** Hash: requester bare JID -> its pending requests (the per-requester admission limit). */
   readonly counts: string;
+  /** Hash: resource -> its presence's priority, show and status (0x1F between them). */
+  readonly presence: string;
+  /** String: the service's own presence as last computed (service-state-3.lua). */
+  readonly service: string;
+  /** Set: bare JIDs subscribed to the service's presence (no TTL: they are the subscribers' own state). */
+  readonly subscribers: string;
   /** String: the identity of the data set (see the epoch script). */
   readonly epoch: string;
   /** String "1" when the implementing account approved the component's subscription. */
@@ -79,6 +85,9 @@ export function createKeys(prefix: string, domain: string): Keys {
     subscription: `${base}subscription`,
     gone: `${base}left`,
     counts: `${base}counts`,
+    presence: `${base}presence`,
+    service: `${base}service`,
+    subscribers: `${base}subscribers`,
     epoch: `${base}epoch`,
     deadlines: `${base}due`,
     recordPrefix,

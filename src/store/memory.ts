@@ -13,6 +13,8 @@ import {
   type ForwardResult,
   type MovedRequest,
   type PendingRequest,
+  type ResourcePresence,
+  type ServiceState,
   type Store,
   type StoreLimits,
   type StoreTtls,
@@ -75,6 +77,10 @@ export function createMemoryStore({
   const counts = new Map<string, number>();
   /** Resource -> when its unavailable presence was seen. */
   const gone = new Map<string, number>();
+  const presences = new Map<string, ResourcePresence>();
+  const subscribed = new Set<string>();
+  /** The service state last computed (serviceState), to tell a change. */
+  let serviceKey = "";
   /** Messages sent by the implementing account: member -> [resource, forget after (epoch ms)]. */
   const messages = new Map<string, [string, number]>();
   let approved = false;
@@ -154,10 +160,45 @@ export function createMemoryStore({
   };
 
   return {
-    async resourceAvailable(resource, now) {
+    async resourceAvailable(resource, now, info = { priority: 0, show: "", status: "" }) {
       resources.set(resource, now);
+      presences.set(resource, info);
       gone.delete(resource);
       approved = true;
+    },
+    async serviceState() {
+      let best: [string, ResourcePresence] | undefined;
+      for (const name of resources.keys()) {
+        const info = presences.get(name) ?? { priority: 0, show: "", status: "" };
+        if (
+          !best ||
+          info.priority > best[1].priority ||
+          (info.priority === best[1].priority && name < best[0])
+        )
+          best = [name, info];
+      }
+      const state: ServiceState = best
+        ? { available: true, show: best[1].show, status: best[1].status }
+        : { available: false };
+      const key = JSON.stringify(state);
+      const changed = key !== serviceKey;
+      serviceKey = key;
+      return { changed, state };
+    },
+    async addSubscriber(bare, max) {
+      if (subscribed.has(bare)) return true;
+      if (subscribed.size >= max) return false;
+      subscribed.add(bare);
+      return true;
+    },
+    async removeSubscriber(bare) {
+      subscribed.delete(bare);
+    },
+    async isSubscriber(bare) {
+      return subscribed.has(bare);
+    },
+    async subscribers() {
+      return [...subscribed];
     },
     async resourceUnavailable(resource, now, pick) {
       resources.delete(resource);

@@ -173,17 +173,42 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
   }
 
   return {
-    resourceAvailable: (resource, now) =>
+    resourceAvailable: (resource, now, presence = { priority: 0, show: "", status: "" }) =>
       write(
         "presence",
         "resourceAvailable",
         keys.resources,
         keys.subscription,
         keys.gone,
+        keys.presence,
         resource,
         now,
         ttls.presenceMs,
+        [presence.priority, presence.show, presence.status].join("\x1f"),
       ).then(() => {}),
+    async serviceState() {
+      const [changed, state] = await write(
+        "presence",
+        "serviceState",
+        keys.resources,
+        keys.presence,
+        keys.service,
+        ttls.presenceMs,
+      );
+      const [kind, show = "", status = ""] = state.split("\x1f");
+      return {
+        changed: changed === "1",
+        state: kind === "available" ? { available: true, show, status } : { available: false },
+      };
+    },
+    addSubscriber: (bare, max) =>
+      write("subscriber", "subscribe", keys.subscribers, bare, max).then((added) => added === 1),
+    async removeSubscriber(bare) {
+      await call("subscriber", () => redis.srem(keys.subscribers, bare));
+    },
+    isSubscriber: (bare) =>
+      call("subscriber", () => redis.sismember(keys.subscribers, bare)).then((member) => member === 1),
+    subscribers: () => call("subscriber", () => redis.smembers(keys.subscribers)),
     resourceUnavailable: (resource, now, pick) => resourceGone(resource, now, pick),
     clearResources: (now) => resourceGone("", now, 0).then(() => {}),
     expireResources: (since, now) =>

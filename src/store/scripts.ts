@@ -83,10 +83,14 @@ export interface ScriptCommands {
     resources: string,
     subscription: string,
     gone: string,
+    presence: string,
     resource: string,
     now: number,
     ttl: number,
+    info: string,
   ): Promise<number>;
+  serviceState(resources: string, presence: string, state: string, ttl: number): Promise<[string, string]>;
+  subscribe(subscribers: string, bare: string, max: number): Promise<number>;
   resourceGone(
     resources: string,
     gone: string,

@@ -144,6 +144,18 @@ export interface SweepResult {
   readonly due: DueAnswer[];
 }
 
+/** What an available presence of a resource says (RFC 6121 section 4.7.2). */
+export interface ResourcePresence {
+  readonly priority: number;
+  readonly show: string;
+  readonly status: string;
+}
+
+/** The service's presence: unavailable, or available with the show and status of its best resource. */
+export type ServiceState =
+  | { readonly available: false }
+  | { readonly available: true; readonly show: string; readonly status: string };
+
 export interface AckInput {
   readonly requester: string;
   readonly id: string;
@@ -174,7 +186,17 @@ export interface Store {
    * RFC 6121 4.2: available presence from a resource of the implementing account. It arrives only through an
    * approved subscription, so it also marks the subscription approved.
    */
-  resourceAvailable(resource: string, now: number): Promise<void>;
+  resourceAvailable(resource: string, now: number, presence?: ResourcePresence): Promise<void>;
+  /**
+   * The service's own presence, from the online resources (the highest priority's show and status), and whether
+   * it changed since it was last computed by any replica: exactly one caller sees each change.
+   */
+  serviceState(): Promise<{ readonly changed: boolean; readonly state: ServiceState }>;
+  /** Remembers a subscriber to the service's presence; false when `max` subscribers are remembered already. */
+  addSubscriber(bare: string, max: number): Promise<boolean>;
+  removeSubscriber(bare: string): Promise<void>;
+  isSubscriber(bare: string): Promise<boolean>;
+  subscribers(): Promise<string[]>;
   /**
    * RFC 6121 4.5: unavailable presence (or a presence error) from one resource; remembered as gone. Pending
    * `get` requests sent to it move once to another online resource (chosen with `pick`) and are returned, for

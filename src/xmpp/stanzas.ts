@@ -54,9 +54,19 @@ export function readdress(stanza: Element, to: string, from: string, id?: string
 
 /** RFC 6121 section 3: presence subscription management and probes, always from the bare domain. */
 export function presence(
-  type: "subscribe" | "subscribed" | "unsubscribed" | "probe",
+  type: "subscribe" | "subscribed" | "unsubscribed" | "probe" | "unavailable",
   to: string,
   from: string,
 ) {
   return xml("presence", { type, to, from });
+}
+
+/** An available presence (RFC 6121 section 4.7): `show` and `status` only when they say something. */
+export function availablePresence(to: string, from: string, show: string, status: string) {
+  return xml(
+    "presence",
+    { to, from },
+    show === "" ? null : xml("show", {}, show),
+    status === "" ? null : xml("status", {}, status),
+  );
 }

@@ -235,18 +235,23 @@ describe("proxying IQ requests through Prosody", { timeout: 120_000 }, () => {
     assert.deepEqual({ type, condition }, { type: "modify", condition: "bad-request" });
   });
 
-  it("declines subscriptions from others and ignores their presence", async () => {
+  it("approves a subscription to the service's presence and sends it; ignores other presence", async () => {
     const presences = collectStanzas(
       requester,
       (s: Element) => s.name === "presence" && s.attrs.from === proxy,
     );
     // RFC 6121 section 2.1.6: only a resource that requested the roster is sent subscription state changes.
     await sendIq(requester, xml("iq", { type: "get" }, xml("query", { xmlns: "jabber:iq:roster" })), 5000);
+    // Presence to a bare JID reaches the available resources only (RFC 6121 section 8.5.2.1.1).
+    await requester.send(xml("presence"));
     await requester.send(xml("presence", { to: proxy, type: "subscribe" }));
-    await until("unsubscribed", () => presences.find((p) => p.attrs.type === "unsubscribed"), 3000);
+    await until("subscribed", () => presences.find((p) => p.attrs.type === "subscribed"), 3000);
+    await until("the service's presence", () => presences.find((p) => p.attrs.type === undefined), 3000);
+    const before = presences.length;
     await requester.send(xml("presence", { to: proxy }));
     await sleep(300);
-    assert.equal(presences.length, 1);
+    assert.equal(presences.length, before);
+    await requester.send(xml("presence", { to: proxy, type: "unsubscribe" }));
   });
 
   it("answers a requester whose address cannot fit in a token with not-acceptable", async () => {

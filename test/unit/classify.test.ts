@@ -102,7 +102,7 @@ describe("classify", () => {
     );
   });
 
-  it("tracks the target's presence and declines other subscriptions silently otherwise", () => {
+  it("tracks the target's presence, and hands the service's presence requests on", () => {
     assert.deepEqual(classify(view({ name: "presence", type: undefined, from: "impl@example.org/a" }), ctx), {
       kind: "target-presence",
       type: "available",
@@ -116,13 +116,13 @@ describe("classify", () => {
         resource: "",
       },
     );
-    assert.deepEqual(
-      classify(view({ name: "presence", type: "subscribe", from: "user@example.org/x" }), ctx),
-      {
-        kind: "decline-subscription",
-        from: "user@example.org",
-      },
-    );
+    for (const type of ["subscribe", "unsubscribe", "probe"] as const)
+      assert.deepEqual(classify(view({ name: "presence", type, from: "user@example.org/x" }), ctx), {
+        kind: "service-presence",
+        type,
+        from: "user@example.org/x",
+      });
+    assert.equal(classify(view({ name: "presence", type: "subscribed" }), ctx).kind, "drop");
     assert.equal(classify(view({ name: "presence", type: undefined }), ctx).kind, "drop");
     assert.equal(classify(view({ name: "presence", type: "error" }), ctx).kind, "drop");
   });
