@@ -9,12 +9,16 @@
  *
  * What it does:
  * - approves the presence subscription of PROXY_DOMAIN (and declines everyone else's), and sends initial
- *   presence on every (re)connect: the proxy routes only to resources whose presence it sees;
+ *   presence (status "ready") on every (re)connect: the proxy routes only to resources whose presence it sees;
  * - answers XEP-0092 software version, and `<greet xmlns='urn:example:greeting'/>` with a greeting that names
  *   the requester, read from the address the proxy forwarded the request from;
  * - answers anything else with service-unavailable, the request's payload included;
+ * - answers a chat or normal `<message>` with a `<body>` that the proxy forwards with an echo to the address it
+ *   came from, naming the requester and this resource (the thread kept); never a message error (that would
+ *   answer an error), a headline or groupchat, or a message without body (chat states, receipts);
  * - on SIGTERM or SIGINT: unavailable presence, closes the stream, exits 0.
  */
+import { randomUUID } from "node:crypto";
 import { release, type } from "node:os";
 import { type XmppClient, xml } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
@@ -102,6 +106,45 @@ xmpp.middleware.use((ctx: IqContext, next: () => Promise<unknown>) => {
   return xml("error", { type: "cancel" }, xml("service-unavailable", { xmlns: NS_STANZAS }));
 });
 
+// Messages (RFC 6121 section 5). A requester's message to PROXY_DOMAIN arrives from `PROXY_DOMAIN/<token>`, like
+// a request, and at the same resource every time while that resource is online; a message to that address goes
+// to the requester, from PROXY_DOMAIN. Echoed: chat and normal (a message without type is normal, RFC 6121
+// section 5.2.2). Never answered: errors (RFC 6120 section 8.3.1; an error the requester's side returns for one
+// of our echoes comes back here), headline (no reply expected) and groupchat (a room's; the proxy forwards
+// none), and any message without a body (chat states, receipts).
+const ECHOED = new Set(["chat", "normal"]);
+xmpp.on("stanza", (stanza: Element) => {
+  if (stanza.name !== "message" || !fromProxy(stanza)) return;
+  const type = stanza.attrs.type ?? "normal";
+  const requester = requesterOf(stanza);
+  if (requester === null) {
+    // From the proxy's own address, not a requester's: nobody to echo to.
+    log.info(`not answering a message of type ${type} from ${stanza.attrs.from}`);
+    return;
+  }
+  const text = stanza.getChildText("body");
+  if (!ECHOED.has(type)) {
+    log.info(`not answering a message of type ${type} from ${requester}`);
+    return;
+  }
+  if (text === null) {
+    log.info(`not answering a message without body from ${requester}`);
+    return;
+  }
+  log.info(`echoing a ${type} message from ${requester}`);
+  const thread = stanza.getChild("thread");
+  const attrs: Record<string, string> = { to: stanza.attrs.from as string, id: randomUUID() };
+  // The same type, or none when it had none. A new id: the proxy remembers it, to return an error for it here.
+  if (stanza.attrs.type !== undefined) attrs.type = stanza.attrs.type;
+  const echo = xml(
+    "message",
+    attrs,
+    xml("body", {}, `echo from ${settings.resource} to ${requester}: ${text}`),
+    thread === undefined ? null : xml("thread", thread.attrs, thread.getText()),
+  );
+  xmpp.send(echo).catch((err: Error) => log.error(`echo to ${requester} failed: ${err.message}`));
+});
+
 // Presence subscriptions: approve the proxy's (it sends one on every connect; approving again is harmless),
 // decline everyone else's.
 xmpp.on("stanza", (stanza: Element) => {
@@ -115,7 +158,11 @@ xmpp.on("stanza", (stanza: Element) => {
 xmpp.on("online", (address: unknown) => {
   if (stopping) return;
   log.info(`online as ${String(address)}`);
-  xmpp.send(xml("presence")).catch((err: Error) => log.error(`initial presence failed: ${err.message}`));
+  // The status is what requesters subscribed to PROXY_DOMAIN see (the proxy shows the show and status of the
+  // highest-priority resource).
+  xmpp
+    .send(xml("presence", {}, xml("status", {}, "ready")))
+    .catch((err: Error) => log.error(`initial presence failed: ${err.message}`));
 });
 xmpp.on("offline", () => log.info("offline"));
 // Without a listener an 'error' event would end the process; the library reconnects by itself (every 1 s).

@@ -1,16 +1,19 @@
 /**
- * The other side, for the docker-compose demo: an ordinary user (a requester) who asks PROXY_DOMAIN for its
- * software version and a greeting every INTERVAL_MS (default 5000), and prints the answers. Same settings as
- * index.ts (XMPP_SERVICE, XMPP_DOMAIN, XMPP_USERNAME, XMPP_PASSWORD or _FILE, XMPP_RESOURCE, PROXY_DOMAIN).
+ * The other side, for the docker-compose demo: an ordinary user (a requester) who subscribes to the presence of
+ * PROXY_DOMAIN, then every INTERVAL_MS (default 5000) asks it for its software version and a greeting, sends it
+ * a chat message, and prints the answers and every presence of PROXY_DOMAIN. Same settings as index.ts
+ * (XMPP_SERVICE, XMPP_DOMAIN, XMPP_USERNAME, XMPP_PASSWORD or _FILE, XMPP_RESOURCE, PROXY_DOMAIN).
  *
  *     node --import tsx examples/implementing-client/requester.ts
  */
+import { randomUUID } from "node:crypto";
 import { type XmppClient, xml } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
 import { createClient, logger, readSettings } from "./env.js";
 
 const NS_GREETING = "urn:example:greeting";
 const NS_VERSION = "jabber:iq:version";
+const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 // The part of @xmpp/client's iqCaller used here (types/xmpp.d.ts does not declare it).
 interface IqCaller {
@@ -26,6 +29,40 @@ const { iqCaller } = xmpp as XmppClient & { iqCaller: IqCaller };
 const to = settings.proxyDomain;
 let round = 0;
 let timer: NodeJS.Timeout | undefined;
+
+/** The messages come from PROXY_DOMAIN itself, whichever resource of the implementing account answers. */
+const fromProxy = (stanza: Element) =>
+  (stanza.attrs.from ?? "").split("/")[0]?.toLowerCase() === to.toLowerCase();
+
+// One conversation with the service: every chat message carries this thread, and the echoes keep it.
+const thread = randomUUID();
+/** Chat messages sent and not answered yet, oldest first: an echo answers the oldest, an error its own id. */
+const awaiting: Array<{ id: string; settle: (answer: Element | Error) => void }> = [];
+
+/** Sends `text` as a chat message to PROXY_DOMAIN; resolves with the echo, rejects with the error or on timeout. */
+function chat(id: string, text: string, timeoutMs: number): Promise<Element> {
+  return new Promise<Element>((resolve, reject) => {
+    const entry = {
+      id,
+      settle: (answer: Element | Error) => {
+        clearTimeout(timeout);
+        const index = awaiting.indexOf(entry);
+        if (index >= 0) awaiting.splice(index, 1);
+        if (answer instanceof Error) reject(answer);
+        else resolve(answer);
+      },
+    };
+    const timeout = setTimeout(() => entry.settle(new Error(`no echo within ${timeoutMs} ms`)), timeoutMs);
+    awaiting.push(entry);
+    const message = xml(
+      "message",
+      { to, id, type: "chat" },
+      xml("body", {}, text),
+      xml("thread", {}, thread),
+    );
+    xmpp.send(message).catch((err: Error) => entry.settle(err));
+  });
+}
 
 async function ask(): Promise<void> {
   round += 1;
@@ -53,6 +90,8 @@ async function ask(): Promise<void> {
         (err: Error & { condition?: string }) => `${err.condition ?? err.message}`,
       );
     log.info(`#${round} unknown namespace: ${other}`);
+    const echo = await chat(`chat-${round}`, `hello #${round}`, 10_000);
+    log.info(`#${round} chat from ${echo.attrs.from}: ${echo.getChildText("body")}`);
   } catch (err) {
     // e.g. service-unavailable while no resource of the implementing account is online yet.
     const { condition, message } = err as Error & { condition?: string };
@@ -60,9 +99,47 @@ async function ask(): Promise<void> {
   }
 }
 
+xmpp.on("stanza", (stanza: Element) => {
+  if (!fromProxy(stanza)) return;
+  if (stanza.name === "presence") {
+    // subscribed or unsubscribed (the answer to the subscription request), then available (with the show and
+    // status of the implementing account's highest-priority resource) or unavailable, at every change.
+    const parts = [stanza.attrs.type ?? "available"];
+    const show = stanza.getChildText("show");
+    const status = stanza.getChildText("status");
+    if (show) parts.push(`show: ${show}`);
+    if (status) parts.push(`status: ${status}`);
+    log.info(`presence from ${stanza.attrs.from}: ${parts.join(", ")}`);
+    return;
+  }
+  if (stanza.name !== "message") return;
+  if (stanza.attrs.type === "error") {
+    // A chat message the proxy could not deliver, e.g. service-unavailable while no resource is online.
+    const condition = stanza
+      .getChild("error")
+      ?.getChildElements()
+      .find((child) => child.attrs.xmlns === NS_STANZAS && child.name !== "text");
+    const error = Object.assign(new Error("message error"), { condition: condition?.name ?? "error" });
+    awaiting.find((entry) => entry.id === stanza.attrs.id)?.settle(error);
+    return;
+  }
+  const body = stanza.getChildText("body");
+  if (body === null) return;
+  const waiting = stanza.getChildText("thread") === thread ? awaiting[0] : undefined;
+  if (waiting) waiting.settle(stanza);
+  else log.info(`message from ${stanza.attrs.from}: ${body}`);
+});
+
 xmpp.on("online", async () => {
   log.info(`online; asking ${to} every ${intervalMs} ms`);
   await xmpp.send(xml("presence"));
+  // The service's own presence: approved with `subscribed`, then its current presence and every change. The
+  // server passes the answer (subscribed or unsubscribed) only to resources that have asked for the roster
+  // (RFC 6121 section 2.1.6), so ask for it first.
+  await iqCaller
+    .request(xml("iq", { type: "get" }, xml("query", { xmlns: "jabber:iq:roster" })), 10_000)
+    .catch((err: Error) => log.error(`roster: ${err.message}`));
+  await xmpp.send(xml("presence", { to, type: "subscribe" }));
   clearInterval(timer);
   timer = setInterval(() => void ask(), intervalMs);
   void ask();

@@ -1,7 +1,9 @@
 /**
  * examples/implementing-client as a user runs it (`node --import tsx examples/implementing-client/index.ts`,
  * one process per resource), behind the service, against a real Prosody and redis-server: a requester gets the
- * version and a greeting naming its own full JID through the proxy, and the example leaves cleanly on SIGTERM.
+ * version and a greeting naming its own full JID through the proxy, an echo of its chat messages (and no answer
+ * to a headline, an error or a message without body), sees the example's status as the service's presence,
+ * and the example leaves cleanly on SIGTERM.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -20,6 +22,7 @@ import {
   connectUser,
   errorCondition,
   httpStatus,
+  NS_STANZAS,
   NS_VERSION,
   PASSWORD,
   sleep,
@@ -83,6 +86,9 @@ describe("the example implementing client", { timeout: 120_000 }, () => {
   const count = (resource: string, text: string) =>
     examples.get(resource)?.lines.filter((line) => line.includes(text)).length ?? 0;
 
+  /** RFC 6121 section 2.1.6: only a resource that requested the roster is sent subscription state changes. */
+  const askRoster = () =>
+    sendIq(requester, xml("iq", { type: "get" }, xml("query", { xmlns: "jabber:iq:roster" })), 5000);
   const greet = (id: string) =>
     xml("iq", { type: "get", id, to: proxy }, xml("greet", { xmlns: NS_GREETING }));
 
@@ -203,14 +209,127 @@ describe("the example implementing client", { timeout: 120_000 }, () => {
       requester,
       (s: Element) => s.name === "presence" && s.attrs.from === `impl@${prosody.domain}`,
     );
-    // RFC 6121 section 2.1.6: only a resource that requested the roster is sent subscription state changes.
-    await sendIq(requester, xml("iq", { type: "get" }, xml("query", { xmlns: "jabber:iq:roster" })), 5000);
+    await askRoster();
     await requester.send(xml("presence", { to: `impl@${prosody.domain}`, type: "subscribe" }));
     await until("unsubscribed", () => presences.find((p) => p.attrs.type === "unsubscribed"), 5000);
     assert.ok(!presences.some((p) => p.attrs.type === "subscribed"));
   });
 
+  it("echoes a chat message through the proxy, naming the requester, from the resource that got it", async () => {
+    const inbox = collectStanzas(requester, (s: Element) => s.name === "message");
+    await requester.send(
+      xml(
+        "message",
+        { to: proxy, id: "chat-1", type: "chat" },
+        xml("body", {}, "hello"),
+        xml("thread", {}, "thread-50"),
+      ),
+    );
+    const echo = await until(`the echo\n${output()}`, () => inbox[0], 10_000);
+    assert.equal(echo.attrs.from, proxy, echo.toString());
+    assert.equal(echo.attrs.type, "chat");
+    assert.equal(echo.getChildText("thread"), "thread-50", "the thread kept");
+    const [, resource = "", named] =
+      /^echo from (\S+) to (\S+): hello$/.exec(echo.getChildText("body") ?? "") ?? [];
+    assert.equal(named, me, "the requester decoded from the token");
+    const other = resource === "r1" ? "r2" : "r1";
+    assert.ok(["r1", "r2"].includes(resource), echo.toString());
+    assert.equal(count(resource, `echoing a chat message from ${me}`), 1, output());
+    assert.equal(count(other, "echoing"), 0, `only the resource that got it answered\n${output()}`);
+
+    // A message without type is normal (RFC 6121 section 5.2.2): answered without type, by the same resource.
+    await requester.send(xml("message", { to: proxy, id: "normal-1" }, xml("body", {}, "again")));
+    const second = await until(`the second echo\n${output()}`, () => inbox[1], 10_000);
+    assert.equal(second.attrs.from, proxy);
+    assert.equal(second.attrs.type, undefined, second.toString());
+    assert.equal(second.getChildText("body"), `echo from ${resource} to ${me}: again`);
+    assert.equal(second.getChild("thread"), undefined);
+    await sleep(300);
+    assert.equal(inbox.length, 2, "one echo each");
+  });
+
+  it("never answers a headline, a message without body, a message error or a groupchat", async () => {
+    const inbox = collectStanzas(requester, (s: Element) => s.name === "message");
+    const logged = (text: string) => count("r1", text) + count("r2", text);
+    await requester.send(
+      xml("message", { to: proxy, id: "headline-1", type: "headline" }, xml("body", {}, "news")),
+    );
+    await requester.send(
+      xml(
+        "message",
+        { to: proxy, id: "state-1", type: "chat" },
+        xml("composing", { xmlns: "http://jabber.org/protocol/chatstates" }),
+      ),
+    );
+    // The proxy forwards no groupchat: it reaches neither resource.
+    await requester.send(
+      xml("message", { to: proxy, id: "gc-1", type: "groupchat" }, xml("body", {}, "room")),
+    );
+    await until(
+      `both ignored\n${output()}`,
+      () =>
+        (logged(`not answering a message of type headline from ${me}`) === 1 &&
+          logged(`not answering a message without body from ${me}`) === 1) ||
+        undefined,
+    );
+
+    // An error the requester's side returns for an echo goes back to the resource that sent the echo, which
+    // does not answer it.
+    await requester.send(
+      xml("message", { to: proxy, id: "bounce-1", type: "chat" }, xml("body", {}, "bounce")),
+    );
+    const echo = await until(`the echo\n${output()}`, () => inbox[0], 10_000);
+    assert.match(echo.getChildText("body") ?? "", new RegExp(`^echo from r[12] to ${me}: bounce$`));
+    assert.ok(echo.attrs.id, "the echo has an id, for its errors");
+    await requester.send(
+      xml(
+        "message",
+        { to: proxy, id: echo.attrs.id, type: "error" },
+        xml("body", {}, "bounce"),
+        xml("error", { type: "cancel" }, xml("service-unavailable", { xmlns: NS_STANZAS })),
+      ),
+    );
+    await until(
+      `the error at the example\n${output()}`,
+      () => logged(`not answering a message of type error from ${me}`) === 1 || undefined,
+    );
+    await sleep(500);
+    assert.deepEqual(
+      inbox.map((s) => s.attrs.id),
+      [echo.attrs.id],
+      `nothing but the one echo\n${inbox.join("\n")}`,
+    );
+    assert.equal(logged("groupchat"), 0, output());
+    assert.equal(logged("echoing a chat message"), 2, "chat-1 and bounce-1 only");
+  });
+
+  it("the service's presence shows the status the example sends", async () => {
+    const presences = collectStanzas(
+      requester,
+      (s: Element) => s.name === "presence" && s.attrs.from === proxy,
+    );
+    // As requester.ts does it: the roster, then initial presence (presence goes only to an available resource).
+    await askRoster();
+    await requester.send(xml("presence"));
+    await requester.send(xml("presence", { to: proxy, type: "subscribe" }));
+    await until(`subscribed\n${presences.join("\n")}`, () =>
+      presences.find((p) => p.attrs.type === "subscribed"),
+    );
+    const available = await until(
+      `the service available\n${presences.join("\n")}`,
+      () => presences.find((p) => p.attrs.type === undefined),
+      10_000,
+    );
+    // Both resources say "ready" (priority 0): whichever the proxy takes for the highest.
+    assert.equal(available.getChildText("status"), "ready", available.toString());
+    assert.equal(available.getChild("show"), undefined);
+  });
+
   it("goes offline on SIGTERM and exits 0; the proxy then routes to the other resource, then to none", async () => {
+    const unavailable = collectStanzas(
+      requester,
+      (s: Element) => s.name === "presence" && s.attrs.from === proxy,
+    );
     const r1 = examples.get("r1") as Example;
     r1.child.kill("SIGTERM");
     const first = await Promise.race([r1.exited, sleep(8000).then(() => null)]);
@@ -233,5 +352,11 @@ describe("the example implementing client", { timeout: 120_000 }, () => {
     await sleep(300);
     const none = await sendIq(requester, greet("none-1"), 5000);
     assert.deepEqual(errorCondition(none), { type: "cancel", condition: "service-unavailable", by: proxy });
+    // A subscriber of the service (the test before) learns it is gone.
+    await until(
+      "the service unavailable",
+      () => unavailable.find((p) => p.attrs.type === "unavailable"),
+      10_000,
+    );
   });
 });
