@@ -12,6 +12,7 @@ import { createForwarder } from "./proxy/forward.js";
 import { createInbound } from "./proxy/inbound.js";
 import { createMessenger } from "./proxy/messages.js";
 import { createPresence } from "./proxy/presence.js";
+import { createRequestsOut } from "./proxy/requests-out.js";
 import { createResender } from "./proxy/resend.js";
 import { createReplier } from "./proxy/route-reply.js";
 import { createAnswerer } from "./proxy/send-error.js";
@@ -175,6 +176,21 @@ export async function startService(
       domain,
       target,
       rememberMs: ttls.tombstoneMs,
+      log,
+      metrics,
+    }),
+    requestsOut: createRequestsOut({
+      store,
+      jat,
+      send,
+      answerError,
+      outbox,
+      clock,
+      domain,
+      timeoutMs: config.iqTimeoutMs,
+      retryGraceMs: ttls.tombstoneMs / 2,
+      leaseMs: ttls.answerLeaseMs,
+      canSend: () => connectionState() === "connected",
       log,
       metrics,
     }),

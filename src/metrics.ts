@@ -92,6 +92,14 @@ export function createMetrics(sources: MetricSources) {
       "message_errors_returned_total",
       "Message errors of a requester's side returned to the resource that sent the message",
     ),
+    requestsOut: counter(
+      "target_requests_forwarded_total",
+      "Requests of the implementing client forwarded to a requester",
+    ),
+    repliesIn: counter(
+      "target_replies_routed_total",
+      "Answers of requesters routed back to the resource of the implementing client that asked",
+    ),
     presenceBroadcasts: counter(
       "service_presence_broadcasts_total",
       "Changes of the service's presence broadcast to its subscribers (one per change, whatever the replicas)",

@@ -11,6 +11,7 @@ import { detach } from "../util/detach.js";
 import type { createForwarder } from "./forward.js";
 import type { Messenger } from "./messages.js";
 import type { PresenceTracker } from "./presence.js";
+import type { RequestsOut } from "./requests-out.js";
 import type { createReplier } from "./route-reply.js";
 import type { AnswerError } from "./send-error.js";
 import type { ServicePresence } from "./service-presence.js";
@@ -21,6 +22,7 @@ export interface InboundDeps {
   forward: ReturnType<typeof createForwarder>;
   reply: ReturnType<typeof createReplier>;
   messages: Messenger;
+  requestsOut: RequestsOut;
   presence: PresenceTracker;
   servicePresence: ServicePresence;
   answerError: AnswerError;
@@ -51,6 +53,7 @@ export function createInbound({
   forward,
   reply,
   messages,
+  requestsOut,
   presence,
   servicePresence,
   answerError,
@@ -83,6 +86,12 @@ export function createInbound({
       }
       case "reply":
         run(reply(stanza, decision));
+        return;
+      case "request-out":
+        run(requestsOut.out(stanza, decision));
+        return;
+      case "reply-in":
+        run(requestsOut.replyIn(stanza, decision));
         return;
       case "reject":
         log.debug({ from: view.from, id: view.id, error: decision.error }, "request rejected");

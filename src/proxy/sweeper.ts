@@ -60,7 +60,7 @@ export function createSweeper(deps: SweeperDeps) {
         item.answer ? "answer sent again" : "request timed out",
       );
       if (item.redelivery) metrics.redelivered.inc();
-      outbox.deliver({ requester, id, op, ...(item.legacy ? { legacy: item.legacy } : {}) }, answerOf(item));
+      outbox.deliver({ ...item.key, op, ...(item.legacy ? { legacy: item.legacy } : {}) }, answerOf(item));
       tracker.answered(requester, id);
     }
     await tracker.observe(epoch);

@@ -26,6 +26,10 @@ export interface RoutingContext {
 export type Decision =
   /** An IQ request to forward to a resource of the implementing account. */
   | { kind: "forward"; requester: string; id: string; type: "get" | "set"; to: string }
+  /** A request of a resource of the implementing account to `domain/<token>`: to the requester it names. */
+  | { kind: "request-out"; token: string; resource: string; id: string; type: "get" | "set" }
+  /** A requester's answer to a request of the implementing account (sent to it from the bare domain). */
+  | { kind: "reply-in"; replier: string; id: string }
   /** An answer from the implementing account to a translated address `domain/<token>`. */
   | { kind: "reply"; token: string; id: string; resource: string }
   /** Answer the sender with this error, from the address it wrote to. */
@@ -105,17 +109,23 @@ function classifyIq(
   ctx: RoutingContext,
 ): Decision {
   const { type, id } = stanza;
+  const token = resourceOf(to);
   if (type === "result" || type === "error") {
-    const token = resourceOf(to);
+    if (id === undefined || bareOf(to) !== ctx.domain) return { kind: "drop", reason: "bad-answer" };
+    // A requester answers a request of the implementing account, which went to it from the bare domain.
+    if (!fromTarget)
+      return token === "" ? { kind: "reply-in", replier: from, id } : { kind: "drop", reason: "bad-answer" };
     const resource = resourceOf(from);
-    if (!fromTarget || token === "" || resource === "" || id === undefined || bareOf(to) !== ctx.domain) {
-      return { kind: "drop", reason: "bad-answer" };
-    }
+    if (token === "" || resource === "") return { kind: "drop", reason: "bad-answer" };
     return { kind: "reply", token, id, resource };
   }
   if ((type !== "get" && type !== "set") || !id || stanza.childElements !== 1) {
     return { kind: "reject", error: "badRequest" };
   }
-  if (fromTarget) return { kind: "reject", error: "requestFromTarget" };
+  if (fromTarget) {
+    const resource = resourceOf(from);
+    if (token === "" || resource === "") return { kind: "reject", error: "requestFromTarget" };
+    return { kind: "request-out", token, resource, id, type };
+  }
   return { kind: "forward", requester: from, id, type, to };
 }

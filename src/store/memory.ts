@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { evictOldest } from "../util/evict.js";
-import { memberOf } from "./keys.js";
+import { memberOf, requestOfMember } from "./keys.js";
 import {
   type ClaimResult,
   DEFAULT_TTLS,
@@ -159,6 +159,21 @@ export function createMemoryStore({
     return entry;
   };
 
+  /** A new pending record, as forward-5.lua and request-out-3.lua write it. */
+  const pending = (request: PendingRequest, payload: string, gen: number, fop: string): Live => ({
+    state: "pending",
+    request,
+    payload,
+    retried: false,
+    gen,
+    fop,
+    op: "",
+    answer: null,
+    outcome: "replied",
+    tries: 0,
+    expires: request.deadline + ttls.recordGraceMs,
+  });
+
   return {
     async resourceAvailable(resource, now, info = { priority: 0, show: "", status: "" }) {
       resources.set(resource, now);
@@ -260,6 +275,23 @@ export function createMemoryStore({
       return approved;
     },
 
+    async requestOut({ asker, askerId, to, answerer, sentId, type, now, deadline, op }) {
+      const member = memberOf(answerer, sentId);
+      const entry = liveEntry(member, now);
+      if (entry?.fop === op) return entry.state === "pending" ? "forwarded" : "answered";
+      if (liveTombstone(member, now)?.fop === op) return "answered";
+      if (entry) return "duplicate";
+      if (deadlines.size + leases.size >= limits.total) return "limited";
+      tombstones.delete(member);
+      live.set(
+        member,
+        pending({ requester: asker, id: askerId, to, type, resource: answerer, deadline }, "", 0, op),
+      );
+      deadlines.set(member, deadline);
+      count(asker, 1);
+      return "forwarded";
+    },
+
     async forward({ requester, id, to, type, now, deadline, pick, payload, op }): Promise<ForwardResult> {
       const member = memberOf(requester, id);
       const entry = liveEntry(member, now);
@@ -280,19 +312,7 @@ export function createMemoryStore({
       const earlier = liveTombstone(member, now);
       const gen = earlier ? earlier.gen + 1 : 0;
       tombstones.delete(member);
-      live.set(member, {
-        state: "pending",
-        request,
-        payload,
-        retried: false,
-        gen,
-        fop: op,
-        op: "",
-        answer: null,
-        outcome: "replied",
-        tries: 0,
-        expires: deadline + ttls.recordGraceMs,
-      });
+      live.set(member, pending(request, payload, gen, op));
       deadlines.set(member, deadline);
       count(requester, 1);
       return { status: "forwarded", resource, gen };
@@ -352,7 +372,7 @@ export function createMemoryStore({
         }
         if (!redelivery) entry.outcome = "timeout";
         hold(member, entry, op, redelivery ? entry.answer : null, now);
-        due.push({ request: entry.request, answer: entry.answer, redelivery });
+        due.push({ request: entry.request, answer: entry.answer, redelivery, key: requestOfMember(member) });
       }
       return { epoch, due };
     },

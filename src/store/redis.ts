@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Cluster, type Redis } from "ioredis";
-import type { Keys } from "./keys.js";
+import { type Keys, requestOfMember } from "./keys.js";
 import { describeRedisError, outcomeOf } from "./outcome.js";
 import { closeRedisClient } from "./redis-client.js";
 import { defineScripts, type ScriptCommands } from "./scripts.js";
@@ -160,12 +160,16 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
       legacy ? "1" : "0",
     );
     const due: DueAnswer[] = [];
-    for (let i = 1; i + 8 <= flat.length; i += 8) {
+    for (let i = 1; i + 9 <= flat.length; i += 9) {
       const answer = flat[i + 6] ?? "";
+      const request = decode(flat, i);
       due.push({
-        request: decode(flat, i),
+        request,
         answer: answer === "" ? null : answer,
         redelivery: flat[i + 7] === "1",
+        // Acknowledged under the key it is kept under: the requester that must answer, for a request of the
+        // implementing account (request-out-3.lua); legacy records were never of that kind.
+        key: legacy ? { requester: request.requester, id: request.id } : requestOfMember(flat[i + 8] ?? ""),
         ...(legacy ? { legacy: true as const } : {}),
       });
     }
@@ -225,6 +229,30 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
     },
     subscriptionApproved: () =>
       call("subscription", () => redis.get(keys.subscription)).then((v) => v === "1"),
+
+    async requestOut({ asker, askerId, to, answerer, sentId, type, now, deadline, op }) {
+      const member = keys.member(answerer, sentId);
+      const [status] = await write(
+        "forward",
+        "requestOut",
+        keys.record(member),
+        keys.deadlines,
+        keys.counts,
+        asker,
+        askerId,
+        to,
+        type,
+        deadline,
+        member,
+        Math.max(1, deadline - now) + ttls.recordGraceMs,
+        indexTtl,
+        op,
+        asker.split("/")[0] ?? asker,
+        answerer,
+        limits.total,
+      );
+      return status as Awaited<ReturnType<Store["requestOut"]>>;
+    },
 
     async forward({ requester, id, to, type, now, deadline, pick, payload, op }): Promise<ForwardResult> {
       const member = keys.member(requester, id);

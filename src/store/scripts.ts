@@ -91,6 +91,23 @@ export interface ScriptCommands {
   ): Promise<number>;
   serviceState(resources: string, presence: string, state: string, ttl: number): Promise<[string, string]>;
   subscribe(subscribers: string, bare: string, max: number): Promise<number>;
+  requestOut(
+    record: string,
+    deadlines: string,
+    counts: string,
+    asker: string,
+    askerId: string,
+    to: string,
+    type: string,
+    deadline: number,
+    member: string,
+    recordTtl: number,
+    indexTtl: number,
+    op: string,
+    askerBare: string,
+    answerer: string,
+    total: number,
+  ): Promise<[string]>;
   resourceGone(
     resources: string,
     gone: string,

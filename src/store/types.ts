@@ -48,6 +48,27 @@ export interface ForwardInput {
   readonly op: string;
 }
 
+/**
+ * A request of the implementing account to a requester (README, "Requests from the implementing client"): kept
+ * under the requester that must answer and the id it was sent with, answered to the resource that asked.
+ */
+export interface RequestOutInput {
+  /** The resource of the implementing account that asked (full JID), and its id. */
+  readonly asker: string;
+  readonly askerId: string;
+  /** The address it wrote to, `domain/<token>`: the answer comes from it. */
+  readonly to: string;
+  /** The requester's full JID, which must answer, and the id the request went to it with. */
+  readonly answerer: string;
+  readonly sentId: string;
+  readonly type: IqRequestType;
+  readonly now: number;
+  readonly deadline: number;
+  readonly op: string;
+}
+
+export type RequestOutResult = "forwarded" | "answered" | "duplicate" | "limited";
+
 /** Admission limits the store enforces atomically with recording a request, across all replicas. */
 export interface StoreLimits {
   /** Pending requests per requester bare JID. */
@@ -134,6 +155,11 @@ export interface DueAnswer {
   readonly answer: string | null;
   /** True when this answer was handed out before: the earlier holder may or may not have sent it. */
   readonly redelivery: boolean;
+  /**
+   * What the store keeps it under, to acknowledge it by: the request's requester and id, or for a request of
+   * the implementing account the requester that must answer and the id it was sent with.
+   */
+  readonly key: { readonly requester: string; readonly id: string };
   /** Written by a version before 0.2 (README, "Keys"): acknowledged under those keys. */
   readonly legacy?: true;
 }
@@ -222,6 +248,8 @@ export interface Store {
   setSubscriptionApproved(approved: boolean): Promise<void>;
   subscriptionApproved(): Promise<boolean>;
 
+  /** Record a request of the implementing account to a requester as pending; claimReply and sweep serve it. */
+  requestOut(input: RequestOutInput): Promise<RequestOutResult>;
   /** Choose an online resource and record the request as pending, atomically. */
   forward(input: ForwardInput): Promise<ForwardResult>;
   /** Accept a reply: claims the pending request exactly once, only from the resource it was sent to. */

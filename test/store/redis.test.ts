@@ -48,7 +48,7 @@ describe("Redis store specifics", () => {
     await store.claimReply({ ...CLAIM, requester: "u@x/y", id: "1", resource: "a", now });
     const admin = new Redis(server.url);
     const keys = await admin.keys("ttl:*");
-    assert.equal(keys.length, 6, keys.join(", "));
+    assert.equal(keys.length, 7, keys.join(", "));
     for (const key of keys) {
       assert.ok(key.startsWith("ttl:{proxy.example.org}:"), key);
       assert.ok((await admin.pttl(key)) > 0, `${key} has a TTL`);

@@ -27,6 +27,16 @@ describe("classify", () => {
     assert.equal(classify(view({ type: "set" }), ctx).kind, "forward");
   });
 
+  it("sends on a request of the target to domain/<token>", () => {
+    assert.deepEqual(classify(view({ from: "impl@example.org/a", to: "proxy.example.org/j1.k.m.r" }), ctx), {
+      kind: "request-out",
+      token: "j1.k.m.r",
+      resource: "a",
+      id: "1",
+      type: "get",
+    });
+  });
+
   it("rejects a request from the target itself", () => {
     assert.deepEqual(classify(view({ from: "impl@example.org/a" }), ctx), {
       kind: "reject",
@@ -52,10 +62,16 @@ describe("classify", () => {
     );
   });
 
-  it("never answers a result or an error", () => {
+  it("never answers a result or an error; a requester's one to the bare domain may answer the target", () => {
+    for (const type of ["result", "error"])
+      assert.deepEqual(classify(view({ type }), ctx), {
+        kind: "reply-in",
+        replier: "user@example.org/abc",
+        id: "1",
+      });
     for (const over of [
-      { type: "result" },
-      { type: "error" },
+      { type: "result", to: "proxy.example.org/t" },
+      { type: "result", id: undefined },
       { type: "result", from: "impl@example.org/a" },
       { type: "result", from: "impl@example.org", to: "proxy.example.org/t" },
       { type: "error", from: "mallory@example.org/x", to: "proxy.example.org/t" },

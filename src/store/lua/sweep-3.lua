@@ -14,8 +14,8 @@
 -- ARGV[5]  lease end (epoch ms)   ARGV[6]  a new random epoch, used if none is set   ARGV[7]  epoch TTL (ms)
 -- ARGV[8]  tombstone TTL (ms)   ARGV[9]  hand-outs at most
 -- ARGV[10] "1": the keys of versions before 0.2 (members `<requester>\n<id>`, no escapes; keys.ts, legacy)
--- Returns  {epoch, then 8 fields per answer: requester, id, to, type, resource, deadline, answer ("" for the
---          timeout), "1" when it was handed out before}
+-- Returns  {epoch, then 9 fields per answer: requester, id, to, type, resource, deadline, answer ("" for the
+--          timeout), "1" when it was handed out before, and the member it is kept under (acknowledged by it)}
 local MAX_TRIES = tonumber(ARGV[9])
 local LEGACY = ARGV[10] == "1"
 local function unescape(text)
@@ -42,12 +42,14 @@ for _, member in ipairs(due) do
     for i = 2, 7 do out[#out + 1] = f[i] end
     out[#out + 1] = ""
     out[#out + 1] = "0"
+    out[#out + 1] = member
   elseif f[1] == "answering" and tries < MAX_TRIES then
     redis.call("HSET", record, "op", ARGV[4], "lease", ARGV[5], "tries", tries + 1)
     redis.call("ZADD", deadlines, ARGV[5], member)
     for i = 2, 7 do out[#out + 1] = f[i] end
     out[#out + 1] = f[8] or ""
     out[#out + 1] = "1"
+    out[#out + 1] = member
   elseif f[1] == false then
     -- keys.ts, memberOf: the requester, a space, the id; both with `%XX` escapes.
     local requester, id
@@ -64,7 +66,7 @@ for _, member in ipairs(due) do
     redis.call("ZADD", deadlines, ARGV[5], member)
     local bare = string.match(requester, "^[^/]*")
     if redis.call("HINCRBY", KEYS[3], bare, -1) <= 0 then redis.call("HDEL", KEYS[3], bare) end
-    for _, field in ipairs({ requester, id, "", "get", "", "0", "", "0" }) do out[#out + 1] = field end
+    for _, field in ipairs({ requester, id, "", "get", "", "0", "", "0", member }) do out[#out + 1] = field end
   else
     -- Answered, or handed out MAX_TRIES times: nothing left to deliver.
     redis.call("ZREM", deadlines, member)
