@@ -47,6 +47,13 @@ export interface Config {
     readonly idLength: number;
     readonly keptPayloadBytes: number;
   };
+  /** Messages kept while no resource is online (README, "Messages, both ways"). */
+  readonly messageQueue: {
+    readonly perRequester: number;
+    readonly total: number;
+    readonly lifetimeMs: number;
+    readonly maxBytes: number;
+  };
   /** The service's own presence: SERVICE_SUBSCRIPTIONS and MAX_SUBSCRIBERS (README, "Service presence"). */
   readonly servicePresence: { readonly approve: boolean; readonly maxSubscribers: number };
   /** REQUESTER_ALLOW (null: everyone) and REQUESTER_DENY: bare JIDs and domains, lower case. */
@@ -192,6 +199,10 @@ const schema = z.object({
   MAX_PENDING_TOTAL: int(1, 100_000_000).default(100_000),
   MAX_ID_LENGTH: int(1, 3_071).default(256),
   MAX_KEPT_PAYLOAD_BYTES: int(0, 16_777_216).default(65_536),
+  MAX_QUEUED_PER_REQUESTER: int(0, 1_000_000).default(100),
+  MAX_QUEUED_TOTAL: int(0, 10_000_000).default(10_000),
+  MESSAGE_LIFETIME_MS: int(1_000, 604_800_000).default(3_600_000),
+  MAX_QUEUED_MESSAGE_BYTES: int(0, 16_777_216).default(65_536),
   SERVICE_SUBSCRIPTIONS: z
     .enum(["approve", "refuse"], { error: "must be one of: approve, refuse" })
     .default("approve"),
@@ -296,6 +307,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
       keptPayloadBytes: data.MAX_KEPT_PAYLOAD_BYTES,
     },
     requesters: { allow: data.REQUESTER_ALLOW ?? null, deny: data.REQUESTER_DENY ?? [] },
+    messageQueue: {
+      perRequester: data.MAX_QUEUED_PER_REQUESTER,
+      total: data.MAX_QUEUED_TOTAL,
+      lifetimeMs: data.MESSAGE_LIFETIME_MS,
+      maxBytes: data.MAX_QUEUED_MESSAGE_BYTES,
+    },
     servicePresence: {
       approve: data.SERVICE_SUBSCRIPTIONS === "approve",
       maxSubscribers: data.MAX_SUBSCRIBERS,

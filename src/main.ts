@@ -116,6 +116,18 @@ export async function startService(
     log,
     metrics,
   });
+  const messages = createMessenger({
+    store,
+    jat,
+    send,
+    domain,
+    target,
+    rememberMs: ttls.tombstoneMs,
+    queue: config.messageQueue,
+    clock,
+    log,
+    metrics,
+  });
   const presence = createPresence({
     store,
     send,
@@ -126,10 +138,16 @@ export async function startService(
     pick: balance,
     resend,
     confirmMs: config.resourceConfirmMs,
+    // The service's presence may have changed, and kept messages may have a resource now.
     onChange: () =>
-      servicePresence
-        .refresh()
-        .catch((err: unknown) => log.warn({ err }, "store unavailable: service presence")),
+      Promise.all([
+        servicePresence
+          .refresh()
+          .catch((err: unknown) => log.warn({ err }, "store unavailable: service presence")),
+        messages
+          .deliverKept()
+          .catch((err: unknown) => log.warn({ err }, "store unavailable: kept messages not delivered")),
+      ]).then(() => {}),
   });
   relearnPresence = () => {
     if (connectionState() === "connected") void presence.onOnline();
@@ -169,16 +187,7 @@ export async function startService(
       tracker,
       onBounce: () => presence.probe(),
     }),
-    messages: createMessenger({
-      store,
-      jat,
-      send,
-      domain,
-      target,
-      rememberMs: ttls.tombstoneMs,
-      log,
-      metrics,
-    }),
+    messages,
     requestsOut: createRequestsOut({
       store,
       jat,
@@ -264,6 +273,14 @@ export async function startService(
   if (config.jatKeysGenerated)
     log.info("no JAT_KEYS given: tokens are signed with a random key of this process");
   sweeper.start();
+  // Kept messages whose lifetime ended are answered by whichever replica looks first (each is taken once).
+  const expiry = setInterval(() => {
+    if (connection.state === "connected")
+      messages
+        .expireKept()
+        .catch((err: unknown) => log.debug({ err }, "kept messages not expired: store unavailable"));
+  }, config.sweepIntervalMs);
+  expiry.unref();
   // XMPP in -> store: presence that arrives before the store answers would be lost, so connect after it does.
   void waitForStore(opened, log, () => stopped).then(async (outcome) => {
     if (outcome === "cancelled") return;
@@ -291,6 +308,7 @@ export async function startService(
      */
     async stop() {
       stopped = true;
+      clearInterval(expiry);
       await sweeper.stop();
       presence.stop();
       if (!config.redis) {

@@ -88,6 +88,14 @@ export function createMetrics(sources: MetricSources) {
       "Messages not forwarded, answered with a message error (or dropped, for a forged token: also answered)",
       ["reason"],
     ),
+    messagesQueued: counter(
+      "messages_queued_total",
+      "Messages of requesters kept in the store while no resource of the implementing client was online",
+    ),
+    messagesDelivered: counter(
+      "messages_queued_delivered_total",
+      "Kept messages delivered when a resource came online",
+    ),
     messageErrorsReturned: counter(
       "message_errors_returned_total",
       "Message errors of a requester's side returned to the resource that sent the message",

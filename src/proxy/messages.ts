@@ -18,7 +18,7 @@ import { stickyResource } from "../routing/sticky.js";
 import type { Store } from "../store/types.js";
 import { ERRORS, type ErrorName, errorReply } from "../xmpp/errors.js";
 import { resourceOf } from "../xmpp/jid.js";
-import { readdress } from "../xmpp/stanzas.js";
+import { parse, readdress } from "../xmpp/stanzas.js";
 import type { Send } from "./send-error.js";
 
 type In = Extract<Decision, { kind: "message-in" }>;
@@ -33,20 +33,57 @@ export interface MessengerDeps {
   target: string;
   /** How long a sent message's resource is remembered for its bounce. */
   rememberMs: number;
+  /** Messages kept while no resource is online: MAX_QUEUED_*, MESSAGE_LIFETIME_MS. */
+  queue: { perRequester: number; total: number; lifetimeMs: number; maxBytes: number };
+  clock: () => number;
   log: Logger;
   metrics: Metrics;
 }
 
-export function createMessenger({
-  store,
-  jat,
-  send,
-  domain,
-  target,
-  rememberMs,
-  log,
-  metrics,
-}: MessengerDeps) {
+/** Queued messages taken per store call. */
+const BATCH = 100;
+
+export function createMessenger(deps: MessengerDeps) {
+  const { store, jat, send, domain, target, rememberMs, log, metrics, clock } = deps;
+  const queueLimits = {
+    perRequester: deps.queue.perRequester,
+    total: deps.queue.total,
+    ttlMs: deps.queue.lifetimeMs + 60_000,
+  };
+
+  /** Sends a requester's message to the resource its requester sticks to; false when none is online. */
+  function forwardTo(
+    stanza: Element,
+    requester: string,
+    token: string,
+    resources: readonly string[],
+  ): boolean {
+    const resource = stickyResource(requester, resources);
+    if (resource === null) return false;
+    log.debug({ requester, id: stanza.attrs.id, resource }, "message forwarded");
+    metrics.messagesIn.inc();
+    send(readdress(stanza, `${target}/${resource}`, `${domain}/${token}`));
+    return true;
+  }
+
+  /** No resource online: the message waits in the store for one, within the bounds (README). */
+  async function keep(stanza: Element, requester: string, to: string, token: string): Promise<void> {
+    const serialized = stanza.toString();
+    if (Buffer.byteLength(serialized) > deps.queue.maxBytes) return refuse(stanza, "messageTooLarge");
+    const kept = { queuedAt: clock(), requester, to, stanza: serialized };
+    switch (await store.queueMessage(kept, queueLimits)) {
+      case "queued":
+        log.debug({ requester, id: stanza.attrs.id }, "message kept until a resource comes online");
+        metrics.messagesQueued.inc();
+        return;
+      case "online":
+        // A resource came online meanwhile: forward it after all.
+        if (!forwardTo(stanza, requester, token, await store.onlineResources())) refuse(stanza, "queueFull");
+        return;
+      default:
+        refuse(stanza, "queueFull");
+    }
+  }
   /** A message error to the sender of `stanza`, from the address it wrote to (RFC 6120 section 8.3.1). */
   function refuse(stanza: Element, error: ErrorName): void {
     metrics.messagesRefused.inc({ reason: error });
@@ -63,15 +100,45 @@ export function createMessenger({
       if (addressed !== "" && jat.verify(addressed) !== null) return refuse(stanza, "notYours");
       const token = jat.sign(requester);
       if (token === null) return refuse(stanza, "requesterTooLong");
-      const [approved, resources] = await Promise.all([
-        store.subscriptionApproved(),
-        store.onlineResources(),
-      ]);
-      const resource = stickyResource(requester, resources);
-      if (resource === null) return refuse(stanza, approved ? "noResource" : "presenceUnknown");
-      log.debug({ requester, id: stanza.attrs.id, resource }, "message forwarded");
-      metrics.messagesIn.inc();
-      send(readdress(stanza, `${target}/${resource}`, `${domain}/${token}`));
+      if (!forwardTo(stanza, requester, token, await store.onlineResources()))
+        await keep(stanza, requester, to, token);
+    },
+
+    /** A resource is online: the kept messages go to it (to their requesters' resources), oldest first. */
+    async deliverKept(): Promise<void> {
+      const resources = await store.onlineResources();
+      if (resources.length === 0) return;
+      for (;;) {
+        const batch = await store.takeMessages(BATCH);
+        for (const kept of batch) {
+          const stanza = parse(kept.stanza);
+          const token = jat.sign(kept.requester);
+          if (stanza === null || token === null) continue;
+          metrics.messagesDelivered.inc();
+          forwardTo(stanza, kept.requester, token, resources);
+        }
+        if (batch.length < BATCH) return;
+      }
+    },
+
+    /** Kept messages whose lifetime is over: each sender gets one error, from the address it wrote to. */
+    async expireKept(): Promise<void> {
+      const before = clock() - deps.queue.lifetimeMs;
+      for (;;) {
+        const batch = await store.takeMessages(BATCH, before);
+        for (const kept of batch) {
+          metrics.messagesRefused.inc({ reason: "messageExpired" });
+          const id = parse(kept.stanza)?.attrs.id;
+          send(
+            errorReply(
+              { name: "message", id, from: kept.requester, to: kept.to },
+              ERRORS.messageExpired,
+              domain,
+            ),
+          );
+        }
+        if (batch.length < BATCH) return;
+      }
     },
 
     async out(stanza: Element, { token, resource }: Out): Promise<void> {

@@ -20,6 +20,10 @@ export interface Keys {
   readonly service: string;
   /** Set: bare JIDs subscribed to the service's presence (no TTL: they are the subscribers' own state). */
   readonly subscribers: string;
+  /** List: messages of requesters kept while no resource was online, oldest first. */
+  readonly queue: string;
+  /** Hash: requester bare JID -> its messages in the queue. */
+  readonly queued: string;
   /** String: the identity of the data set (see the epoch script). */
   readonly epoch: string;
   /** String "1" when the implementing account approved the component's subscription. */
@@ -86,6 +90,8 @@ export function createKeys(prefix: string, domain: string): Keys {
     gone: `${base}left`,
     counts: `${base}counts`,
     presence: `${base}presence`,
+    queue: `${base}queue`,
+    queued: `${base}queued`,
     service: `${base}service`,
     subscribers: `${base}subscribers`,
     epoch: `${base}epoch`,

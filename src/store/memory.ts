@@ -13,6 +13,7 @@ import {
   type ForwardResult,
   type MovedRequest,
   type PendingRequest,
+  type QueuedMessage,
   type ResourcePresence,
   type ServiceState,
   type Store,
@@ -78,6 +79,9 @@ export function createMemoryStore({
   /** Resource -> when its unavailable presence was seen. */
   const gone = new Map<string, number>();
   const presences = new Map<string, ResourcePresence>();
+  /** Messages kept while no resource is online, oldest first, and how many per bare JID. */
+  const queue: QueuedMessage[] = [];
+  const queuedCounts = new Map<string, number>();
   const subscribed = new Set<string>();
   /** The service state last computed (serviceState), to tell a change. */
   let serviceKey = "";
@@ -255,6 +259,32 @@ export function createMemoryStore({
     },
     async onlineResources() {
       return [...resources.keys()].sort();
+    },
+    async queueMessage(message, { perRequester, total }) {
+      if (resources.size > 0) return "online";
+      const bare = bareOf(message.requester);
+      if ((queuedCounts.get(bare) ?? 0) >= perRequester) return "requester";
+      if (queue.length >= total) return "total";
+      queue.push(message);
+      queuedCounts.set(bare, (queuedCounts.get(bare) ?? 0) + 1);
+      return "queued";
+    },
+    async takeMessages(count, before) {
+      let taken = 0;
+      while (
+        taken < count &&
+        taken < queue.length &&
+        (before === undefined || (queue[taken]?.queuedAt ?? 0) < before)
+      )
+        taken++;
+      const out = queue.splice(0, taken);
+      for (const { requester } of out) {
+        const bare = bareOf(requester);
+        const left = (queuedCounts.get(bare) ?? 1) - 1;
+        if (left > 0) queuedCounts.set(bare, left);
+        else queuedCounts.delete(bare);
+      }
+      return out;
     },
     async rememberMessage(requester, id, resource, ttlMs) {
       const member = memberOf(requester, id);

@@ -218,6 +218,28 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
     expireResources: (since, now) =>
       write("presence", "expireResources", keys.resources, keys.gone, since, now, ttls.presenceMs),
     onlineResources: () => call("presence", () => redis.hkeys(keys.resources)).then((list) => list.sort()),
+    queueMessage: ({ queuedAt, requester, to, stanza }, { perRequester, total, ttlMs }) =>
+      write(
+        "message",
+        "queueMessage",
+        keys.queue,
+        keys.queued,
+        keys.resources,
+        [queuedAt, requester, to, stanza].join("\x1f"),
+        requester.split("/")[0] ?? requester,
+        perRequester,
+        total,
+        ttlMs,
+      ) as Promise<"queued" | "online" | "requester" | "total">,
+    async takeMessages(count, before) {
+      const entries = await write("message", "takeMessages", keys.queue, keys.queued, count, before ?? "");
+      return entries.map((entry) => {
+        // queued-at, requester and address hold no 0x1F (digits, JIDs); the message is the rest.
+        const [queuedAt = "0", requester = "", to = ""] = entry.split("\x1f", 3);
+        const stanza = entry.slice(queuedAt.length + requester.length + to.length + 3);
+        return { queuedAt: Number(queuedAt), requester, to, stanza };
+      });
+    },
     async rememberMessage(requester, id, resource, ttlMs) {
       await call("message", () => redis.set(keys.message(requester, id), resource, "PX", ttlMs));
     },

@@ -91,6 +91,17 @@ export interface ScriptCommands {
   ): Promise<number>;
   serviceState(resources: string, presence: string, state: string, ttl: number): Promise<[string, string]>;
   subscribe(subscribers: string, bare: string, max: number): Promise<number>;
+  queueMessage(
+    queue: string,
+    queued: string,
+    resources: string,
+    entry: string,
+    bare: string,
+    perRequester: number,
+    total: number,
+    ttl: number,
+  ): Promise<string>;
+  takeMessages(queue: string, queued: string, count: number, before: number | ""): Promise<string[]>;
   requestOut(
     record: string,
     deadlines: string,

@@ -182,6 +182,23 @@ export type ServiceState =
   | { readonly available: false }
   | { readonly available: true; readonly show: string; readonly status: string };
 
+/** A requester's message kept while no resource of the implementing account is online. */
+export interface QueuedMessage {
+  readonly queuedAt: number;
+  readonly requester: string;
+  /** The address it was sent to (an error about it comes from there). */
+  readonly to: string;
+  /** The message, serialized. */
+  readonly stanza: string;
+}
+
+/** MAX_QUEUED_PER_REQUESTER, MAX_QUEUED_TOTAL, and how long the queue's keys live (its longest lifetime). */
+export interface QueueLimits {
+  readonly perRequester: number;
+  readonly total: number;
+  readonly ttlMs: number;
+}
+
 export interface AckInput {
   readonly requester: string;
   readonly id: string;
@@ -243,6 +260,20 @@ export interface Store {
   rememberMessage(requester: string, id: string, resource: string, ttlMs: number): Promise<void>;
   /** The resource that sent it, or null; forgotten once read (an error is returned once). */
   takeMessageSender(requester: string, id: string): Promise<string | null>;
+
+  /**
+   * Keeps a requester's message while no resource is online, within the bounds; "online" when a resource is
+   * online after all (the caller forwards it instead).
+   */
+  queueMessage(
+    message: QueuedMessage,
+    limits: QueueLimits,
+  ): Promise<"queued" | "online" | "requester" | "total">;
+  /**
+   * Takes queued messages, oldest first, each by one caller only: up to `count`, or with `before` only those
+   * queued before that time (their lifetime is over).
+   */
+  takeMessages(count: number, before?: number): Promise<QueuedMessage[]>;
 
   /** RFC 6121 3.1: whether the implementing account approved the component's subscription. */
   setSubscriptionApproved(approved: boolean): Promise<void>;

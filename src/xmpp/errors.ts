@@ -71,6 +71,24 @@ export const ERRORS = Object.freeze({
     condition: "jid-malformed",
     text: "This address is not one the proxy gave out (the token does not verify)",
   },
+  /** No resource online and the queue's bound (per requester or in total) is reached: not kept. */
+  queueFull: {
+    type: "wait",
+    condition: "resource-constraint",
+    text: "Too many messages are waiting for the implementing client to come online; retry later",
+  },
+  /** Kept while no resource was online, and none came within MESSAGE_LIFETIME_MS. */
+  messageExpired: {
+    type: "cancel",
+    condition: "service-unavailable",
+    text: "No resource of the implementing client came online in time to receive this message",
+  },
+  /** No resource online and the message is larger than MAX_QUEUED_MESSAGE_BYTES: not kept. */
+  messageTooLarge: {
+    type: "modify",
+    condition: "not-acceptable",
+    text: "The message is too large to be kept until the implementing client comes online",
+  },
   /** A requester wrote to an address of another requester: only the implementing client may. */
   notYours: {
     type: "cancel",

@@ -27,6 +27,8 @@ import { type Replica, servedBy, startReplicas } from "./replicas.js";
 type Server = TestServer & { componentPort: number; componentSecret: string; stop(): Promise<void> };
 
 const NS_CUSTOM = "urn:xmpp-client-proxy:test:custom";
+const QUEUED_PER_REQUESTER = 3;
+const LIFETIME_MS = 4_000;
 const USERS = ["requester", "impl", "alice", "bob"].map((username) => ({ username, password: PASSWORD }));
 
 const isMessage = (stanza: Element) => stanza.name === "message";
@@ -77,7 +79,12 @@ for (const [name, start, replicaCount] of [
       server = (await start()) as Server;
       proxy = server.componentDomain;
       redis = await startRedis();
-      replicas = await startReplicas(server, replicaCount, { REDIS_URL: redis.url, LOG_LEVEL: "debug" });
+      replicas = await startReplicas(server, replicaCount, {
+        REDIS_URL: redis.url,
+        LOG_LEVEL: "debug",
+        MAX_QUEUED_PER_REQUESTER: String(QUEUED_PER_REQUESTER),
+        MESSAGE_LIFETIME_MS: String(LIFETIME_MS),
+      });
       await connectImpl("r1");
       await connectImpl("r2");
       alice = await connectUser(server, "alice", "phone");
@@ -230,20 +237,54 @@ for (const [name, start, replicaCount] of [
       assert.equal(received("steal-1").length, 0);
     });
 
-    it("answers a message once with service-unavailable while no resource is online", async () => {
+    it("keeps messages while no resource is online and delivers them in order when one comes", async () => {
       for (const resource of Object.keys(impl)) {
         await stopClient(impl[resource]);
         delete impl[resource];
       }
-      const errors = collectStanzas(alice, (stanza) => stanza.attrs.id === "none-1");
       await until(
         "no resource online",
         async () => (await metric(/^xcp_target_resources_online (\d+)/m)) === 0 || undefined,
         15_000,
       );
-      await alice.send(chat(proxy, "none-1", "anyone?"));
-      const error = await until("the error", () => errors[0]);
-      await sleep(500);
+      const errors = collectStanzas(alice, (stanza) => stanza.attrs.type === "error" && isMessage(stanza));
+      // Apart in time: ejabberd hands each stanza to a random replica, so two sent back to back may reach the
+      // store in either order (README); kept, they are delivered in the order they reached it.
+      for (let i = 1; i <= QUEUED_PER_REQUESTER; i++) {
+        await alice.send(chat(proxy, `kept-${i}`, `kept ${i}`));
+        await sleep(200);
+      }
+      // One over the bound: refused at once, once, and never delivered.
+      await alice.send(chat(proxy, "kept-over", "one too many"));
+      const over = await until("the bound's error", () => errors.find((e) => e.attrs.id === "kept-over"));
+      assert.equal(over.attrs.from, proxy);
+      assert.deepEqual(errorCondition(over), { type: "wait", condition: "resource-constraint", by: proxy });
+      assert.equal((await metric(/^xcp_messages_queued_total (\d+)/m)) >= QUEUED_PER_REQUESTER, true);
+
+      await connectImpl("r1");
+      const ids = Array.from({ length: QUEUED_PER_REQUESTER }, (_, i) => `kept-${i + 1}`);
+      await until("the kept messages at r1", () => ids.every((id) => received(id).length > 0) || undefined);
+      await sleep(1_000);
+      const order = (inbox.r1 ?? []).map((stanza) => stanza.attrs.id).filter((id) => id?.startsWith("kept-"));
+      assert.deepEqual(order, ids, "each once, in the order sent; the refused one never");
+      const first = received("kept-1")[0]?.[1];
+      assert.equal(decodeToken(first?.attrs.from ?? "")?.requester, `alice@${server.domain}/phone`);
+      assert.equal(first?.getChild("x", NS_CUSTOM)?.getChildText("deep"), "payload");
+      assert.ok(!errors.some((e) => e.attrs.id?.startsWith("kept-") && e.attrs.id !== "kept-over"));
+    });
+
+    it("answers a kept message whose lifetime ends with service-unavailable, once, and never delivers it", async () => {
+      await stopClient(impl.r1);
+      delete impl.r1;
+      await until(
+        "no resource online",
+        async () => (await metric(/^xcp_target_resources_online (\d+)/m)) === 0 || undefined,
+        15_000,
+      );
+      const errors = collectStanzas(alice, (stanza) => stanza.attrs.id === "expires-1");
+      await alice.send(chat(proxy, "expires-1", "nobody will read this"));
+      const error = await until("the lifetime's error", () => errors[0], LIFETIME_MS + 5_000);
+      await sleep(1_500);
       assert.equal(errors.length, 1);
       assert.equal(error.attrs.from, proxy);
       assert.deepEqual(errorCondition(error), {
@@ -251,6 +292,9 @@ for (const [name, start, replicaCount] of [
         condition: "service-unavailable",
         by: proxy,
       });
+      await connectImpl("r1");
+      await sleep(1_500);
+      assert.equal(received("expires-1").length, 0, "an expired message is never delivered");
     });
   });
 }
