@@ -16,6 +16,9 @@
  * - answers a chat or normal `<message>` with a `<body>` that the proxy forwards with an echo to the address it
  *   came from, naming the requester and this resource (the thread kept); never a message error (that would
  *   answer an error), a headline or groupchat, or a message without body (chat states, receipts);
+ * - the first time it sees a requester (a request, or a message other than an error, forwarded by the proxy),
+ *   asks that requester once for its XEP-0092 software version through the proxy (an IQ to the address the
+ *   stanza came from) and logs the answer: `user@example.org/phone runs Some Client 1.2` or the error;
  * - on SIGTERM or SIGINT: unavailable presence, closes the stream, exits 0.
  */
 import { randomUUID } from "node:crypto";
@@ -32,7 +35,7 @@ const NS_VERSION = "jabber:iq:version";
 const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const SOFTWARE = { name: "xmpp-client-proxy example implementing client", version: "1.0.0" };
 
-// The parts of @xmpp/client's iqCallee (and its middleware context) used here; types/xmpp.d.ts has no
+// The parts of @xmpp/client's iqCallee and iqCaller (and its middleware context) used here; types/xmpp.d.ts has no
 // declaration of them, and this example does not extend that file.
 interface IqContext {
   /** The whole <iq/>. */
@@ -45,11 +48,15 @@ interface IqCallee {
   get(xmlns: string, name: string, handler: IqHandler): void;
   set(xmlns: string, name: string, handler: IqHandler): void;
 }
+interface IqCaller {
+  /** Resolves with the result <iq/>; rejects with the error (a StanzaError, with `condition`) or on timeout. */
+  request(iq: Element, timeoutMs?: number): Promise<Element>;
+}
 
 const settings = readSettings(process.env, "implementing-client");
 const log = logger(settings);
 const xmpp = createClient(settings);
-const { iqCallee } = xmpp as XmppClient & { iqCallee: IqCallee };
+const { iqCallee, iqCaller } = xmpp as XmppClient & { iqCallee: IqCallee; iqCaller: IqCaller };
 
 /** The bare address of a JID, lowercased: enough to compare a domain JID such as the proxy's. */
 const bare = (address: string | undefined) => (address ?? "").split("/")[0]?.toLowerCase() ?? "";
@@ -66,6 +73,36 @@ function requesterOf(stanza: Element): string | null {
   if (!fromProxy(stanza)) return from || null;
   return decodeToken(from)?.requester ?? null;
 }
+
+// Requests of our own: the first time a requester shows up, ask it for its software version. An IQ to the
+// address a requester's stanzas come from (`PROXY_DOMAIN/<token>`) goes to that requester, from PROXY_DOMAIN
+// (README: "Requests from the implementing client"); its answer comes back here from that same address, with
+// our id, and the proxy answers `remote-server-timeout` itself when the requester says nothing in time.
+/** Requesters asked already, oldest first; the oldest are forgotten past MAX_SEEN (then asked again). */
+const seen = new Set<string>();
+const MAX_SEEN = 10_000;
+function meet(stanza: Element): void {
+  if (!fromProxy(stanza)) return;
+  const requester = requesterOf(stanza);
+  if (requester === null || seen.has(requester)) return;
+  seen.add(requester);
+  if (seen.size > MAX_SEEN) seen.delete(seen.values().next().value as string);
+  const to = stanza.attrs.from as string;
+  iqCaller.request(xml("iq", { type: "get", to }, xml("query", { xmlns: NS_VERSION })), 30_000).then(
+    (answer) => {
+      const query = answer.getChild("query", NS_VERSION);
+      log.info(`${requester} runs ${query?.getChildText("name")} ${query?.getChildText("version")}`);
+    },
+    (err: Error & { condition?: string }) =>
+      log.info(`${requester} did not tell its version: ${err.condition ?? err.message}`),
+  );
+}
+// Every request (get or set) and every message but an error that the proxy forwards; the handlers below answer
+// them as before.
+xmpp.on("stanza", (stanza: Element) => {
+  if (stanza.name === "iq" && (stanza.attrs.type === "get" || stanza.attrs.type === "set")) meet(stanza);
+  else if (stanza.name === "message" && stanza.attrs.type !== "error") meet(stanza);
+});
 
 // XEP-0092: name, version, os.
 iqCallee.get(NS_VERSION, "query", ({ stanza }) => {

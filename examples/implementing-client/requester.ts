@@ -1,7 +1,9 @@
 /**
  * The other side, for the docker-compose demo: an ordinary user (a requester) who subscribes to the presence of
  * PROXY_DOMAIN, then every INTERVAL_MS (default 5000) asks it for its software version and a greeting, sends it
- * a chat message, and prints the answers and every presence of PROXY_DOMAIN. Same settings as index.ts
+ * a chat message, and prints the answers and every presence of PROXY_DOMAIN. It answers the software version
+ * query that the implementing client sends it through the proxy (from PROXY_DOMAIN) with its own name and
+ * version, and prints that it did. Same settings as index.ts
  * (XMPP_SERVICE, XMPP_DOMAIN, XMPP_USERNAME, XMPP_PASSWORD or _FILE, XMPP_RESOURCE, PROXY_DOMAIN).
  *
  *     node --import tsx examples/implementing-client/requester.ts
@@ -14,18 +16,27 @@ import { createClient, logger, readSettings } from "./env.js";
 const NS_GREETING = "urn:example:greeting";
 const NS_VERSION = "jabber:iq:version";
 const NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const SOFTWARE = { name: "xmpp-client-proxy example requester", version: "1.0.0" };
 
-// The part of @xmpp/client's iqCaller used here (types/xmpp.d.ts does not declare it).
+// The parts of @xmpp/client's iqCaller and iqCallee used here (types/xmpp.d.ts does not declare them).
 interface IqCaller {
   /** Resolves with the result <iq/>; rejects with the error (a StanzaError) or on timeout. */
   request(iq: Element, timeoutMs?: number): Promise<Element>;
+}
+interface IqCallee {
+  /** `handler` answers with the result's payload; `next()` leaves the request to the library (service-unavailable). */
+  get(
+    xmlns: string,
+    name: string,
+    handler: (ctx: { stanza: Element }, next: () => Promise<unknown>) => unknown,
+  ): void;
 }
 
 const settings = readSettings(process.env, "requester");
 const log = logger(settings);
 const intervalMs = Number(process.env.INTERVAL_MS || 5000);
 const xmpp = createClient(settings);
-const { iqCaller } = xmpp as XmppClient & { iqCaller: IqCaller };
+const { iqCaller, iqCallee } = xmpp as XmppClient & { iqCaller: IqCaller; iqCallee: IqCallee };
 const to = settings.proxyDomain;
 let round = 0;
 let timer: NodeJS.Timeout | undefined;
@@ -98,6 +109,20 @@ async function ask(): Promise<void> {
     log.error(`#${round} ${condition ?? message}`);
   }
 }
+
+// XEP-0092 software version, asked by the implementing client: its IQ reaches us from PROXY_DOMAIN (the proxy
+// sends it under an id of its own and passes our answer back). Anyone else gets the library's
+// service-unavailable.
+iqCallee.get(NS_VERSION, "query", ({ stanza }, next) => {
+  if (!fromProxy(stanza)) return next();
+  log.info(`answered a version query from ${stanza.attrs.from}`);
+  return xml(
+    "query",
+    { xmlns: NS_VERSION },
+    xml("name", {}, SOFTWARE.name),
+    xml("version", {}, SOFTWARE.version),
+  );
+});
 
 xmpp.on("stanza", (stanza: Element) => {
   if (!fromProxy(stanza)) return;

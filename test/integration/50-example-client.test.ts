@@ -3,7 +3,7 @@
  * one process per resource), behind the service, against a real Prosody and redis-server: a requester gets the
  * version and a greeting naming its own full JID through the proxy, an echo of its chat messages (and no answer
  * to a headline, an error or a message without body), sees the example's status as the service's presence,
- * and the example leaves cleanly on SIGTERM.
+ * is asked for its own software version once through the proxy, and the example leaves cleanly on SIGTERM.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -12,7 +12,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { xml } from "@xmpp/client";
 import type { Element } from "@xmpp/xml";
-import { type Client, collectStanzas, sendIq, stopClient } from "../harness/clients.js";
+import { type Client, collectStanzas, sendIq, serveIq, stopClient } from "../harness/clients.js";
 import { freePort } from "../harness/ports.js";
 import { terminate, track } from "../harness/processes.js";
 import { type ProsodyServer, startProsody } from "../harness/prosody.js";
@@ -323,6 +323,59 @@ describe("the example implementing client", { timeout: 120_000 }, () => {
     // Both resources say "ready" (priority 0): whichever the proxy takes for the highest.
     assert.equal(available.getChildText("status"), "ready", available.toString());
     assert.equal(available.getChild("show"), undefined);
+  });
+
+  it("asks each new requester once for its software version through the proxy, and logs the answer", async () => {
+    const laptop = await connectUser(prosody, "requester", "laptop");
+    const who = `requester@${prosody.domain}/laptop`;
+    const queries: Element[] = [];
+    serveIq(laptop, (iq) => {
+      if (iq.attrs.type === "get" && iq.getChild("query", NS_VERSION)) {
+        queries.push(iq);
+        return xml(
+          "query",
+          { xmlns: NS_VERSION },
+          xml("name", {}, "test requester software"),
+          xml("version", {}, "4.2"),
+        );
+      }
+      return xml("error", { type: "cancel" }, xml("service-unavailable", { xmlns: NS_STANZAS }));
+    });
+    const inbox = collectStanzas(laptop, (s: Element) => s.name === "message");
+    const logged = (text: string) => count("r1", text) + count("r2", text);
+    const answered = `${who} runs test requester software 4.2`;
+    try {
+      // Messages stay with one resource while it is online: that resource asks once, at the first.
+      await laptop.send(xml("message", { to: proxy, id: "v-1", type: "chat" }, xml("body", {}, "first")));
+      await until(`the echo\n${output()}`, () => inbox[0], 10_000);
+      await until(`the version logged\n${output()}`, () => logged(answered) === 1 || undefined, 10_000);
+      assert.equal(queries.length, 1, queries.join("\n"));
+      const [query] = queries as [Element];
+      assert.equal(query.attrs.from, proxy, `from the bare proxy domain: ${query}`);
+      assert.equal(query.attrs.to, who);
+      const asker = count("r1", answered) === 1 ? "r1" : "r2";
+      assert.ok(count(asker, `echoing a chat message from ${who}`) === 1, output());
+
+      await laptop.send(xml("message", { to: proxy, id: "v-2", type: "chat" }, xml("body", {}, "second")));
+      await until(`the second echo\n${output()}`, () => inbox[1], 10_000);
+      await sleep(500);
+      assert.equal(queries.length, 1, `not asked again\n${queries.join("\n")}`);
+      assert.equal(logged(answered), 1, output());
+
+      // Requests are spread over both resources; each resource asks a requester at most once.
+      for (let i = 0; i < 6; i++) {
+        const answer = await sendIq(laptop, greet(`v-greet-${i}`), 5000);
+        assert.equal(answer.getChildText("greeting", NS_GREETING), `Hello, ${who}`, answer.toString());
+      }
+      await sleep(500);
+      for (const resource of ["r1", "r2"]) assert.ok(count(resource, answered) <= 1, output());
+      assert.equal(queries.length, logged(answered), `one query per resource that asked\n${output()}`);
+    } finally {
+      await stopClient(laptop);
+    }
+    // The first requester's client answers no version query (the library's service-unavailable): logged as such.
+    assert.ok(logged(`${me} did not tell its version: service-unavailable`) >= 1, output());
+    assert.equal(logged(`${me} runs`), 0, output());
   });
 
   it("goes offline on SIGTERM and exits 0; the proxy then routes to the other resource, then to none", async () => {
