@@ -9,16 +9,32 @@ import { createServer } from "node:net";
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 2_700);
-    if ((await canListen(port)) && (await canListen(port + 10_000))) return port;
+    // A port handed out earlier may not be bound yet (servers started side by side): never hand it out twice.
+    if (handedOut.has(port)) continue;
+    if ((await canListen(port)) && (await canListen(port + 10_000))) {
+      handedOut.add(port);
+      return port;
+    }
   }
   return anyPort();
 }
 
-function canListen(port: number): Promise<boolean> {
+/** Every port this process handed out (a test file uses a few dozen of the 2,700). */
+const handedOut = new Set<number>();
+
+/**
+ * Free on every interface and on 127.0.0.1 alone: with SO_REUSEADDR (which Node sets) a wildcard bind succeeds
+ * beside a socket bound to 127.0.0.1 only, such as an Erlang node's distribution port, which then collides.
+ */
+async function canListen(port: number): Promise<boolean> {
+  return (await canBind(port)) && (await canBind(port, "127.0.0.1"));
+}
+
+function canBind(port: number, host?: string): Promise<boolean> {
   return new Promise((resolve) => {
     const server = createServer();
     server.once("error", () => resolve(false));
-    server.listen(port, () => server.close(() => resolve(true)));
+    server.listen(port, host, () => server.close(() => resolve(true)));
   });
 }
 
