@@ -22,7 +22,7 @@ import { createTracker, NO_TRACKER } from "./recovery/tracker.js";
 import { createBalancer } from "./routing/balance.js";
 import { openStore, waitForStore } from "./store/open.js";
 import { storeTtls } from "./store/types.js";
-import { type ConnectionState, createXmppConnection } from "./xmpp/connection.js";
+import { type ConnectionState, createXmppConnection, type XmppConnection } from "./xmpp/connection.js";
 import { normalizeBare } from "./xmpp/jid.js";
 
 export interface Service {
@@ -65,12 +65,12 @@ export async function startService(
   });
 
   let sendStanza: (stanza: Element) => boolean = () => false;
-  let writeStanza: (stanza: Element) => Promise<boolean> = async () => false;
+  let writeBatch: XmppConnection["writeBatch"] = () => ({ inKernel: false, written: Promise.resolve(false) });
   const send = (stanza: Element) => sendStanza(stanza);
   const answerError = createAnswerer({ send, domain, metrics });
   const outbox = createOutbox({
     store,
-    write: (stanza) => writeStanza(stanza),
+    writeBatch: (stanzas) => writeBatch(stanzas),
     connected: () => connectionState() === "connected",
     lastInput: () => lastInput,
     clock,
@@ -220,7 +220,7 @@ export async function startService(
     onFatal: () => onFatal(2),
   });
   sendStanza = connection.send;
-  writeStanza = connection.write;
+  writeBatch = connection.writeBatch;
   connectionState = () => connection.state;
   let connections = 0;
   connection.on("offline", () => outbox.onDisconnect());

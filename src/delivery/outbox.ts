@@ -30,8 +30,11 @@ import { type AckInput, type Store, StoreUnavailableError } from "../store/types
 
 export interface OutboxDeps {
   store: Store;
-  /** Resolves true once the stanza was written to the XMPP connection; the write itself starts at once. */
-  write: (stanza: Element) => Promise<boolean>;
+  /** Writes stanzas to the XMPP connection as one socket write (connection.ts, writeBatch). */
+  writeBatch: (stanzas: readonly Element[]) => {
+    readonly inKernel: boolean;
+    readonly written: Promise<boolean>;
+  };
   /** Whether the XMPP link is up. */
   connected: () => boolean;
   /** When data was last received on the XMPP link. */
@@ -60,7 +63,7 @@ const MAX_KEPT = 10_000;
 
 export function createOutbox({
   store,
-  write,
+  writeBatch,
   connected,
   lastInput,
   clock,
@@ -107,9 +110,16 @@ export function createOutbox({
       keep(batch);
       return;
     }
-    // 1. The acknowledgement, written to the Redis socket now...
+    // 1. The answers, written to the XMPP socket as one write...
+    const now = clock();
+    for (const item of batch) item.writtenAt = now;
+    const { inKernel, written } = writeBatch(batch.map((item) => item.stanza));
+    // 2. ...and the acknowledgement once those bytes are in the kernel: at once when they went there now (the
+    // same synchronous step), else when the write is handed over. Acknowledged earlier, answers still queued in
+    // a process that is killed would be lost with it while the store thinks them sent.
     const unacked = batch.filter((item) => !item.acked);
-    if (unacked.length > 0) {
+    const acknowledge = () => {
+      if (unacked.length === 0) return;
       const started = performance.now();
       // `until` is half the lease after the claim: retry until 250 ms before the lease ends (the sweep's turn).
       const giveUpAt =
@@ -123,15 +133,18 @@ export function createOutbox({
       for (const item of unacked) item.acked = true;
       const tracked = done.finally(() => acking.delete(tracked));
       acking.add(tracked);
-    }
-    // 2. ...and the answers, written to the XMPP socket in the same synchronous step.
-    const now = clock();
-    for (const item of batch) {
-      item.writtenAt = now;
-      void write(item.stanza).then((written) => {
-        if (!written) keep([item]);
-      });
-    }
+    };
+    if (inKernel) acknowledge();
+    const settled = written.then((ok) => {
+      if (!ok) {
+        // Not written: nothing acknowledged is lost (the answers are kept for the reconnect or the sweep).
+        keep(batch);
+        return;
+      }
+      if (!inKernel) acknowledge();
+    });
+    const trackedWrite = settled.finally(() => acking.delete(trackedWrite));
+    acking.add(trackedWrite);
     const oldest = recent[0];
     if (oldest && oldest.writtenAt < now - SUSPECT_MS)
       recent = recent.filter((item) => item.writtenAt >= now - SUSPECT_MS);

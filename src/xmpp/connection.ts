@@ -35,6 +35,12 @@ export interface XmppConnection {
    * the write failed). XEP-0114 has no acknowledgements: this is as far as the component can know.
    */
   write(stanza: Element): Promise<boolean>;
+  /**
+   * Writes stanzas as one socket write. `inKernel`: the bytes were handed to the kernel before this returned
+   * (nothing was queued in the process), so they leave even if the process dies next; otherwise `written`
+   * resolves once they were (true) or could not be (false).
+   */
+  writeBatch(stanzas: readonly Element[]): { readonly inKernel: boolean; readonly written: Promise<boolean> };
   start(): void;
   stop(): Promise<void>;
   on(event: "online", listener: () => void): void;
@@ -180,6 +186,32 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
           return false;
         },
       );
+    },
+    writeBatch(stanzas) {
+      const socket = client.socket as
+        | (NodeJS.WritableStream & { writableLength?: number })
+        | null
+        | undefined;
+      if (state !== "connected" || client.status !== "online" || !socket)
+        return { inKernel: false, written: Promise.resolve(false) };
+      let text = "";
+      for (const stanza of stanzas) {
+        if (log.isLevelEnabled("trace")) log.trace({ stanza: stanza.toString() }, "stanza out");
+        text += stanza.toString();
+      }
+      // Node queues a write in the process while an earlier one is still being handed over; only an empty
+      // queue before and after means these bytes went to the kernel now (the TLS adapter does not say: queued).
+      const queuedBefore = socket.writableLength;
+      let resolveWritten: (ok: boolean) => void = () => {};
+      const written = new Promise<boolean>((resolve) => {
+        resolveWritten = resolve;
+      });
+      socket.write(text, (err?: Error | null) => {
+        if (err) log.warn({ err }, "send failed");
+        resolveWritten(!err);
+      });
+      const inKernel = queuedBefore === 0 && socket.writableLength === 0;
+      return { inKernel, written };
     },
     start() {
       void attempt();
