@@ -226,7 +226,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         keys.queued,
         keys.resources,
         [queuedAt, requester, to, stanza].join("\x1f"),
-        requester.split("/")[0] ?? requester,
+        bareOf(requester),
         perRequester,
         total,
         ttlMs,
@@ -269,7 +269,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         Math.max(1, deadline - now) + ttls.recordGraceMs,
         indexTtl,
         op,
-        asker.split("/")[0] ?? asker,
+        bareOf(asker),
         answerer,
         limits.total,
       );

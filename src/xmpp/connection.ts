@@ -31,11 +31,6 @@ export interface XmppConnection {
   /** Sends a stanza; false when not connected (the stanza is not sent). */
   send(stanza: Element): boolean;
   /**
-   * Sends a stanza and resolves once it was written to the socket (true), or was not (false: not connected, or
-   * the write failed). XEP-0114 has no acknowledgements: this is as far as the component can know.
-   */
-  write(stanza: Element): Promise<boolean>;
-  /**
    * Writes stanzas as one socket write. `inKernel`: the bytes were handed to the kernel before this returned
    * (nothing was queued in the process), so they leave even if the process dies next; otherwise `written`
    * resolves once they were (true) or could not be (false).
@@ -176,17 +171,6 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
       client.send(stanza).catch((err: Error) => log.warn({ err }, "send failed"));
       return true;
     },
-    write(stanza) {
-      if (state !== "connected" || client.status !== "online") return Promise.resolve(false);
-      if (log.isLevelEnabled("trace")) log.trace({ stanza: stanza.toString() }, "stanza out");
-      return client.send(stanza).then(
-        () => true,
-        (err: Error) => {
-          log.warn({ err }, "send failed");
-          return false;
-        },
-      );
-    },
     writeBatch(stanzas) {
       const socket = client.socket as
         | (NodeJS.WritableStream & { writableLength?: number })
@@ -196,8 +180,9 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
         return { inKernel: false, written: Promise.resolve(false) };
       let text = "";
       for (const stanza of stanzas) {
-        if (log.isLevelEnabled("trace")) log.trace({ stanza: stanza.toString() }, "stanza out");
-        text += stanza.toString();
+        const serialized = stanza.toString();
+        if (log.isLevelEnabled("trace")) log.trace({ stanza: serialized }, "stanza out");
+        text += serialized;
       }
       // Node queues a write in the process while an earlier one is still being handed over; only an empty
       // queue before and after means these bytes went to the kernel now (the TLS adapter does not say: queued).
