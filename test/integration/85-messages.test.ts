@@ -13,23 +13,23 @@ import { startEjabberd } from "../harness/ejabberd.js";
 import { startProsody } from "../harness/prosody.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import {
+  accounts,
   connectImplementing,
   connectUser,
   errorCondition,
   httpStatus,
-  PASSWORD,
+  type RunningServer,
   sleep,
-  type TestServer,
   until,
 } from "./helpers.js";
 import { type Replica, servedBy, startReplicas } from "./replicas.js";
 
-type Server = TestServer & { componentPort: number; componentSecret: string; stop(): Promise<void> };
+type Server = RunningServer;
 
 const NS_CUSTOM = "urn:xmpp-client-proxy:test:custom";
 const QUEUED_PER_REQUESTER = 3;
 const LIFETIME_MS = 4_000;
-const USERS = ["requester", "impl", "alice", "bob"].map((username) => ({ username, password: PASSWORD }));
+const USERS = accounts("requester", "impl", "alice", "bob");
 
 const isMessage = (stanza: Element) => stanza.name === "message";
 const chat = (to: string, id: string, text: string) =>

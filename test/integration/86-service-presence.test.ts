@@ -13,19 +13,20 @@ import { startEjabberd } from "../harness/ejabberd.js";
 import { startProsody } from "../harness/prosody.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import {
+  accounts,
   connectUser,
   httpStatus,
   implementingBehaviour,
-  PASSWORD,
+  type RunningServer,
   sleep,
   type TestServer,
   until,
 } from "./helpers.js";
 import { type Replica, startReplicas } from "./replicas.js";
 
-type Server = TestServer & { componentPort: number; componentSecret: string; stop(): Promise<void> };
+type Server = RunningServer;
 
-const USERS = ["requester", "impl", "alice", "carol"].map((username) => ({ username, password: PASSWORD }));
+const USERS = accounts("requester", "impl", "alice", "carol");
 
 /** A requester as a real client is: it asked for its roster and is available, so presence reaches it. */
 async function connectRequester(server: TestServer, username: string, resource: string): Promise<Client> {

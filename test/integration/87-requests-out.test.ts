@@ -13,19 +13,19 @@ import { startEjabberd } from "../harness/ejabberd.js";
 import { startProsody } from "../harness/prosody.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
 import {
+  accounts,
   connectImplementing,
   connectUser,
   errorCondition,
-  PASSWORD,
+  type RunningServer,
   sleep,
-  type TestServer,
   until,
 } from "./helpers.js";
 import { type Replica, running, servedBy, startReplicas } from "./replicas.js";
 
-type Server = TestServer & { componentPort: number; componentSecret: string; stop(): Promise<void> };
+type Server = RunningServer;
 
-const USERS = ["requester", "impl", "alice", "bob"].map((username) => ({ username, password: PASSWORD }));
+const USERS = accounts("requester", "impl", "alice", "bob");
 const TIMEOUT_MS = 2_000;
 const NS_ASK = "urn:xmpp-client-proxy:test:ask";
 

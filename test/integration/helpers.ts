@@ -134,6 +134,17 @@ export interface TestServer {
   readonly componentDomain: string;
 }
 
+/** A started Prosody or ejabberd, as the tests that run on both use it. */
+export type RunningServer = TestServer & {
+  readonly componentPort: number;
+  readonly componentSecret: string;
+  stop(): Promise<void>;
+};
+
+/** The accounts to register: these names, each with PASSWORD. */
+export const accounts = (...usernames: string[]) =>
+  usernames.map((username) => ({ username, password: PASSWORD }));
+
 /** A user of the test server logged in as `username/resource` (all test accounts share PASSWORD). */
 export function connectUser(server: TestServer, username: string, resource: string): Promise<Client> {
   return connectClient({
