@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { z } from "zod";
+import { BALANCE_STRATEGIES, type BalancePolicy } from "./routing/choose.js";
 import { jid as parseJid } from "./xmpp/jid.js";
 
 export interface JatKey {
@@ -29,7 +30,10 @@ export interface Config {
   /** True when no JAT_KEYS were given and a random key was made (single replica, in-process store). */
   readonly jatKeysGenerated: boolean;
   readonly iqTimeoutMs: number;
-  readonly balance: "random";
+  /** BALANCE and PRIORITY_ROUTING (README, "Balancing"). */
+  readonly balance: BalancePolicy;
+  /** Routing by capability (README, "Balancing"): CAPS_ROUTING, MAX_CAPS_CACHED, DISCO_INFO_FROM_CACHE. */
+  readonly caps: { readonly routing: boolean; readonly maxCached: number; readonly discoFromCache: boolean };
   readonly httpPort: number;
   /** HTTP_HOST: the listen address of /healthz, /readyz and /metrics; undefined: every interface. */
   readonly httpHost: string | undefined;
@@ -130,6 +134,9 @@ const hostPorts = z.string().transform((value, ctx) => {
 });
 
 /** `a,b,c`: bare JIDs (`user@example.org`) or domains (`example.org`), compared in lower case. */
+/** A switch: exactly `true` or `false`. */
+const flag = z.enum(["true", "false"], { error: "must be true or false" });
+
 const addressList = z.string().transform((value, ctx) => {
   const entries = value
     .split(",")
@@ -175,7 +182,13 @@ const schema = z.object({
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must be 1-64 characters of A-Z a-z 0-9 _ . : -")
     .default("xcp"),
   IQ_TIMEOUT_MS: int(100, 600_000).default(30_000),
-  BALANCE: z.enum(["random"], { error: "must be one of: random" }).default("random"),
+  BALANCE: z
+    .enum(BALANCE_STRATEGIES, { error: `must be one of: ${BALANCE_STRATEGIES.join(", ")}` })
+    .default("random"),
+  PRIORITY_ROUTING: z.enum(["all", "highest"], { error: "must be one of: all, highest" }).default("all"),
+  CAPS_ROUTING: flag.default("true"),
+  MAX_CAPS_CACHED: int(1, 1_000_000).default(1_000),
+  DISCO_INFO_FROM_CACHE: flag.default("false"),
   HTTP_PORT: int(0, 65_535).default(8080),
   HTTP_HOST: z
     .string()
@@ -289,7 +302,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): ConfigResult {
     jatKeys: generated ? [{ kid: "local", secret: randomBytes(32) }] : jatKeys,
     jatKeysGenerated: generated,
     iqTimeoutMs: data.IQ_TIMEOUT_MS,
-    balance: data.BALANCE,
+    balance: { strategy: data.BALANCE, highest: data.PRIORITY_ROUTING === "highest" },
+    caps: {
+      routing: data.CAPS_ROUTING === "true",
+      maxCached: data.MAX_CAPS_CACHED,
+      discoFromCache: data.DISCO_INFO_FROM_CACHE === "true",
+    },
     httpPort: data.HTTP_PORT,
     httpHost: data.HTTP_HOST,
     logLevel: data.LOG_LEVEL,

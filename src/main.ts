@@ -8,6 +8,7 @@ import { createOutbox } from "./delivery/outbox.js";
 import { createHttpServer } from "./http/server.js";
 import { createJat } from "./jat/token.js";
 import { createMetrics } from "./metrics.js";
+import { createCapabilities } from "./proxy/capabilities.js";
 import { createForwarder } from "./proxy/forward.js";
 import { createInbound } from "./proxy/inbound.js";
 import { createMessenger } from "./proxy/messages.js";
@@ -19,7 +20,6 @@ import { createAnswerer } from "./proxy/send-error.js";
 import { createServicePresence } from "./proxy/service-presence.js";
 import { createSweeper } from "./proxy/sweeper.js";
 import { createTracker, NO_TRACKER } from "./recovery/tracker.js";
-import { createBalancer } from "./routing/balance.js";
 import { openStore, waitForStore } from "./store/open.js";
 import { storeTtls } from "./store/types.js";
 import { type ConnectionState, createXmppConnection, type XmppConnection } from "./xmpp/connection.js";
@@ -99,7 +99,8 @@ export async function startService(
         },
         log,
       });
-  const balance = createBalancer(config.balance);
+  /** The random part of balancing decisions (BALANCE=random; ties); the store applies it (routing/choose.ts). */
+  const pick = Math.random;
   const resend = createResender({ jat, send, domain, target, metrics, log });
   const admission = {
     allow: config.requesters.allow,
@@ -125,6 +126,18 @@ export async function startService(
     rememberMs: ttls.tombstoneMs,
     queue: config.messageQueue,
     clock,
+    highest: config.balance.highest,
+    log,
+    metrics,
+  });
+  const capabilities = createCapabilities({
+    store,
+    send,
+    clock,
+    domain,
+    target,
+    maxCached: config.caps.maxCached,
+    unverifiedMs: ttls.capsUnverifiedMs,
     log,
     metrics,
   });
@@ -135,9 +148,10 @@ export async function startService(
     domain,
     target,
     log,
-    pick: balance,
+    pick,
     resend,
     confirmMs: config.resourceConfirmMs,
+    askCaps: capabilities.ask,
     // The service's presence may have changed, and kept messages may have a resource now.
     onChange: () =>
       Promise.all([
@@ -154,13 +168,17 @@ export async function startService(
   };
   const inbound = createInbound({
     ctx: { domain, target },
+    capabilities,
+    caps: config.caps,
     admission,
     forward: createForwarder({
       store,
       jat,
       send,
       answerError,
-      pick: balance,
+      pick,
+      balance: config.balance,
+      capsRouting: config.caps.routing,
       clock,
       domain,
       target,
@@ -182,7 +200,7 @@ export async function startService(
       clock,
       log,
       metrics,
-      pick: balance,
+      pick,
       resend,
       tracker,
       onBounce: () => presence.probe(),

@@ -68,6 +68,23 @@ export function createMetrics(sources: MetricSources) {
       "requests_forwarded_total",
       "IQ requests forwarded to a resource of the implementing client",
     ),
+    balanceDecisions: counter(
+      "balance_decisions_total",
+      "Balancing decisions by strategy: requests forwarded, and for how many of them the choice moved a sticky " +
+        "requester or skipped a resource (negative priority, draining, lower priority, lacking the namespace); " +
+        "requests no resource could take (no_eligible_resource, no_capable_resource), and waits for features",
+      ["strategy", "decision"],
+    ),
+    capsQueries: counter(
+      "caps_queries_total",
+      "XEP-0115 disco#info queries for a caps ver: asked by this replica, and answers verified, unverifiable " +
+        "(hash mismatch, malformed) or failed (error)",
+      ["outcome"],
+    ),
+    discoFromCache: counter(
+      "disco_info_answered_total",
+      "disco#info requests to the domain answered by the proxy from the cached features (DISCO_INFO_FROM_CACHE)",
+    ),
     routed: counter(
       "replies_routed_total",
       "Replies of the implementing client routed back to the requester",

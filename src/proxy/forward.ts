@@ -7,16 +7,19 @@
  * nothing is answered with `internal-server-error` at once.
  */
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
 import type { Jat } from "../jat/token.js";
 import type { Metrics } from "../metrics.js";
 import type { Tracker } from "../recovery/tracker.js";
+import type { BalancePolicy } from "../routing/choose.js";
 import type { Decision } from "../routing/classify.js";
 import { forwardedId } from "../routing/ids.js";
 import { untilKnown } from "../store/retry.js";
 import { type ForwardResult, type Store, StoreUnavailableError } from "../store/types.js";
 import { readdress } from "../xmpp/stanzas.js";
+import { countDecisions } from "./decisions.js";
 import type { AnswerError, Send } from "./send-error.js";
 
 type ForwardDecision = Extract<Decision, { kind: "forward" }>;
@@ -27,6 +30,12 @@ export interface ForwarderDeps {
   send: Send;
   answerError: AnswerError;
   pick: () => number;
+  /** BALANCE and PRIORITY_ROUTING. */
+  balance: BalancePolicy;
+  /** CAPS_ROUTING: route by the namespace of the payload (XEP-0115). */
+  capsRouting: boolean;
+  /** Waits this long between asks while only resources whose features are being learnt could take a request. */
+  capsPollMs?: number;
   clock: () => number;
   domain: string;
   target: string;
@@ -54,6 +63,9 @@ export function createForwarder(deps: ForwarderDeps) {
   const { store, jat, send, answerError, pick, clock, domain, target, timeoutMs, log, metrics, tracker } =
     deps;
 
+  const strategy = deps.balance.strategy;
+  const pollMs = deps.capsPollMs ?? 50;
+
   return async function forward(stanza: Element, decision: ForwardDecision): Promise<void> {
     const { requester, id, type, to } = decision;
     const request = { name: "iq", id, from: requester, to };
@@ -63,9 +75,10 @@ export function createForwarder(deps: ForwarderDeps) {
       answerError(request, "requesterTooLong");
       return;
     }
+    const child = stanza.getChildElements()[0];
     let payload: string;
     try {
-      payload = stanza.getChildElements()[0]?.toString() ?? "";
+      payload = child?.toString() ?? "";
     } catch (err) {
       // A payload the serializer cannot handle (nested thousands deep) is the stanza's problem, not the store's.
       log.debug({ requester, id, err }, "payload cannot be serialized");
@@ -82,16 +95,26 @@ export function createForwarder(deps: ForwarderDeps) {
       now,
       deadline,
       pick: pick(),
+      balance: deps.balance,
+      namespace: deps.capsRouting ? (child?.attrs.xmlns ?? "") : "",
       payload: Buffer.byteLength(payload) <= deps.maxKeptPayloadBytes ? payload : "",
       op: newOp(),
     };
     let result: ForwardResult;
     try {
-      result = await untilKnown(() => store.forward(input), {
-        clock,
-        giveUpAt: deadline + deps.retryGraceMs,
-        onRetry: () => metrics.storeRetries.inc({ operation: "forward" }),
-      });
+      for (;;) {
+        result = await untilKnown(() => store.forward(input), {
+          clock,
+          giveUpAt: deadline + deps.retryGraceMs,
+          onRetry: () => metrics.storeRetries.inc({ operation: "forward" }),
+        });
+        // XEP-0115 section 6.3: only resources whose features are being asked for could take it; the answer
+        // comes within milliseconds, or the ask lapses (StoreTtls.capsAskMs) and they take everything.
+        if (result.status !== "none" || result.reason !== "capabilities-pending") break;
+        if (clock() + pollMs >= deadline) break;
+        metrics.balanceDecisions.inc({ strategy, decision: "capabilities_awaited" });
+        await sleep(pollMs);
+      }
     } catch (err) {
       metrics.storeErrors.inc({ operation: "forward" });
       const unknown = err instanceof StoreUnavailableError && err.outcome === "unknown";
@@ -100,6 +123,17 @@ export function createForwarder(deps: ForwarderDeps) {
       return;
     }
     switch (result.status) {
+      case "none":
+        log.debug(
+          { requester, id, namespace: input.namespace, reason: result.reason },
+          "no eligible resource",
+        );
+        metrics.balanceDecisions.inc({
+          strategy,
+          decision: result.reason === "no-eligible" ? "no_eligible_resource" : "no_capable_resource",
+        });
+        answerError(request, result.reason === "no-eligible" ? "noEligibleResource" : "noCapableResource");
+        return;
       case "no-resource":
         log.debug({ requester, id }, "no resource online");
         answerError(request, "noResource");
@@ -125,6 +159,7 @@ export function createForwarder(deps: ForwarderDeps) {
         if (clock() >= deadline) return; // Recorded too late to be useful: the sweep answers the timeout.
         log.debug({ requester, id, resource: result.resource }, "forwarded");
         metrics.forwarded.inc();
+        countDecisions(metrics, strategy, result);
         // If the connection dropped meanwhile, the record stays pending and the sweep answers it.
         send(
           readdress(

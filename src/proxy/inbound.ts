@@ -8,6 +8,8 @@ import { type AdmissionPolicy, admit } from "../routing/admission.js";
 import { classify, type RoutingContext, type StanzaView } from "../routing/classify.js";
 import { type ResourcePresence, StoreUnavailableError } from "../store/types.js";
 import { detach } from "../util/detach.js";
+import { type Caps, capsOf, DISCO_INFO_NS } from "../xmpp/caps.js";
+import type { Capabilities } from "./capabilities.js";
 import type { createForwarder } from "./forward.js";
 import type { Messenger } from "./messages.js";
 import type { PresenceTracker } from "./presence.js";
@@ -26,6 +28,9 @@ export interface InboundDeps {
   presence: PresenceTracker;
   servicePresence: ServicePresence;
   answerError: AnswerError;
+  capabilities: Capabilities;
+  /** CAPS_ROUTING and DISCO_INFO_FROM_CACHE. */
+  caps: { readonly routing: boolean; readonly discoFromCache: boolean };
   log: Logger;
 }
 
@@ -37,14 +42,26 @@ export function viewOf(stanza: Element): StanzaView {
   return { name: stanza.name, type, id: detach(id), from: detach(from), to: detach(to), childElements };
 }
 
-/** RFC 6121 section 4.7.2: priority (-128..127, 0 when absent or invalid), show and status of a presence. */
-export function resourcePresenceOf(stanza: Element): ResourcePresence {
+/**
+ * RFC 6121 section 4.7.2: priority (-128..127, 0 when absent or invalid), show and status of a presence; and the
+ * XEP-0115 caps ver when `caps` is given (capsOf of the same presence).
+ */
+export function resourcePresenceOf(stanza: Element, caps: Caps | null = null): ResourcePresence {
   const priority = Number.parseInt(stanza.getChildText("priority") ?? "", 10);
   return {
     priority: Number.isInteger(priority) && priority >= -128 && priority <= 127 ? priority : 0,
     show: (stanza.getChildText("show") ?? "").slice(0, 16),
     status: (stanza.getChildText("status") ?? "").slice(0, 1024),
+    ver: caps?.ver ?? "",
   };
+}
+
+/** XEP-0030 section 3.1: a disco#info request to the domain itself, without a node. */
+function isDomainDiscoInfo(stanza: Element, to: string, domain: string): boolean {
+  const query = stanza.getChild("query", DISCO_INFO_NS);
+  return (
+    to === domain && stanza.attrs.type === "get" && query !== undefined && query.attrs.node === undefined
+  );
 }
 
 export function createInbound({
@@ -57,6 +74,8 @@ export function createInbound({
   presence,
   servicePresence,
   answerError,
+  capabilities,
+  caps,
   log,
 }: InboundDeps) {
   const fail = (err: unknown) =>
@@ -77,13 +96,23 @@ export function createInbound({
     switch (decision.kind) {
       case "forward": {
         const refused = admit(decision, admission);
-        if (refused === null) run(forward(stanza, decision));
-        else {
+        if (refused !== null) {
           log.debug({ from: view.from, id: view.id?.slice(0, 64), error: refused }, "request not admitted");
           answerError({ name: "iq", id: decision.id, from: decision.requester, to: decision.to }, refused);
-        }
+        } else if (caps.discoFromCache && isDomainDiscoInfo(stanza, decision.to, ctx.domain)) {
+          const fromCache = capabilities
+            .answerDiscoInfo(stanza, decision.requester, decision.to)
+            .catch((err) => {
+              log.warn({ err }, "store unavailable: disco#info forwarded instead of answered from the cache");
+              return false;
+            });
+          run(fromCache.then((answered) => (answered ? undefined : forward(stanza, decision))));
+        } else run(forward(stanza, decision));
         return;
       }
+      case "caps-reply":
+        run(capabilities.reply(stanza, decision));
+        return;
       case "reply":
         run(reply(stanza, decision));
         return;
@@ -117,7 +146,10 @@ export function createInbound({
         run(messages.bounce(stanza, decision));
         return;
       case "target-presence":
-        run(presence.handle(decision, resourcePresenceOf(stanza)));
+        {
+          const announced = caps.routing && decision.type === "available" ? capsOf(stanza) : null;
+          run(presence.handle(decision, resourcePresenceOf(stanza, announced), announced));
+        }
         return;
       case "service-presence":
         run(servicePresence.handle(decision.type, decision.from));

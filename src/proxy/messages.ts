@@ -2,7 +2,8 @@
  * Messages in both directions (RFC 6121 section 5), on the same translated addresses as IQ requests:
  * - in: a requester's message to the domain goes to one online resource of the implementing account, from
  *   `domain/<token>`, keeping id, type, xml:lang and every child; a requester's messages stay with one resource
- *   while it is online (routing/sticky.ts), so a conversation is not split across resources;
+ *   while it is online and takes new work (sticky, whatever BALANCE says, with the same presence rules as requests:
+ *   routing/choose.ts), so a conversation is not split across resources;
  * - out: a message of a resource to `domain/<token>` goes to the requester the token names, from the domain;
  *   the store remembers which resource sent it, so that an error the requester's side returns for it (a bounce)
  *   goes back to that resource, from `domain/<token>`.
@@ -13,8 +14,8 @@ import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
 import type { Jat } from "../jat/token.js";
 import type { Metrics } from "../metrics.js";
+import { type Candidate, choose } from "../routing/choose.js";
 import type { Decision } from "../routing/classify.js";
-import { stickyResource } from "../routing/sticky.js";
 import type { Store } from "../store/types.js";
 import { ERRORS, type ErrorName, errorReply } from "../xmpp/errors.js";
 import { resourceOf } from "../xmpp/jid.js";
@@ -36,6 +37,8 @@ export interface MessengerDeps {
   /** Messages kept while no resource is online: MAX_QUEUED_*, MESSAGE_LIFETIME_MS. */
   queue: { perRequester: number; total: number; lifetimeMs: number; maxBytes: number };
   clock: () => number;
+  /** PRIORITY_ROUTING=highest: messages too go to the highest priority only (RFC 6121 section 8.5.2.1.1). */
+  highest: boolean;
   log: Logger;
   metrics: Metrics;
 }
@@ -51,15 +54,30 @@ export function createMessenger(deps: MessengerDeps) {
     ttlMs: deps.queue.lifetimeMs + 60_000,
   };
 
-  /** Sends a requester's message to the resource its requester sticks to; false when none is online. */
+  const online = async () => (await store.routingView(clock())).candidates;
+
+  /**
+   * Sends a requester's message to the resource its requester sticks to; false when no resource takes new work
+   * (none online, or all with negative priority: RFC 6121 section 8.5.2.1.1 treats that as offline).
+   */
   function forwardTo(
     stanza: Element,
     requester: string,
     token: string,
-    resources: readonly string[],
+    candidates: readonly Candidate[],
   ): boolean {
-    const resource = stickyResource(requester, resources);
-    if (resource === null) return false;
+    const choice = choose({
+      candidates,
+      policy: { strategy: "sticky", highest: deps.highest },
+      pick: 0,
+      requester,
+      namespace: "",
+      caps: () => ({ kind: "unknown" }),
+      load: () => 0,
+      rotation: () => 1,
+    });
+    if (choice.kind === "none") return false;
+    const { resource } = choice;
     log.debug({ requester, id: stanza.attrs.id, resource }, "message forwarded");
     metrics.messagesIn.inc();
     send(readdress(stanza, `${target}/${resource}`, `${domain}/${token}`));
@@ -78,7 +96,7 @@ export function createMessenger(deps: MessengerDeps) {
         return;
       case "online":
         // A resource came online meanwhile: forward it after all.
-        if (!forwardTo(stanza, requester, token, await store.onlineResources())) refuse(stanza, "queueFull");
+        if (!forwardTo(stanza, requester, token, await online())) refuse(stanza, "queueFull");
         return;
       default:
         refuse(stanza, "queueFull");
@@ -100,14 +118,13 @@ export function createMessenger(deps: MessengerDeps) {
       if (addressed !== "" && jat.verify(addressed) !== null) return refuse(stanza, "notYours");
       const token = jat.sign(requester);
       if (token === null) return refuse(stanza, "requesterTooLong");
-      if (!forwardTo(stanza, requester, token, await store.onlineResources()))
-        await keep(stanza, requester, to, token);
+      if (!forwardTo(stanza, requester, token, await online())) await keep(stanza, requester, to, token);
     },
 
     /** A resource is online: the kept messages go to it (to their requesters' resources), oldest first. */
     async deliverKept(): Promise<void> {
-      const resources = await store.onlineResources();
-      if (resources.length === 0) return;
+      const resources = await online();
+      if (!resources.some((c) => c.priority >= 0)) return;
       for (;;) {
         const batch = await store.takeMessages(BATCH);
         for (const kept of batch) {

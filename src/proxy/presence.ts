@@ -8,6 +8,7 @@
 import type { Logger } from "pino";
 import type { Decision } from "../routing/classify.js";
 import type { ResourcePresence, Store } from "../store/types.js";
+import type { Caps } from "../xmpp/caps.js";
 import { presence } from "../xmpp/stanzas.js";
 import type { Resender } from "./resend.js";
 import type { Send } from "./send-error.js";
@@ -27,6 +28,8 @@ export interface PresenceDeps {
   confirmMs: number;
   /** After the target's resources changed: the service's own presence may have (service-presence.ts). */
   onChange?: () => Promise<void>;
+  /** XEP-0115 section 6.3: this replica was chosen to ask a resource what its caps ver stands for. */
+  askCaps?: (resource: string, caps: Caps) => void;
   /** How often to probe again while connected, refreshing the store's view. */
   reprobeMs?: number;
 }
@@ -46,6 +49,7 @@ export function createPresence({
   confirmMs,
   onChange = async () => {},
   reprobeMs = 5 * 60_000,
+  askCaps = () => {},
 }: PresenceDeps) {
   let approved = false;
   let noneOnline = false;
@@ -73,18 +77,23 @@ export function createPresence({
     await store.setSubscriptionApproved(true);
   }
 
-  async function handle(decision: TargetPresence, info?: ResourcePresence): Promise<void> {
-    await track(decision, info);
+  async function handle(
+    decision: TargetPresence,
+    info?: ResourcePresence,
+    caps?: Caps | null,
+  ): Promise<void> {
+    await track(decision, info, caps ?? null);
     if (decision.type !== "subscribe") await onChange();
   }
 
-  async function track(decision: TargetPresence, info?: ResourcePresence): Promise<void> {
+  async function track(decision: TargetPresence, info: ResourcePresence | undefined, caps: Caps | null) {
     const { type, resource } = decision;
     switch (type) {
       case "available":
         await approve();
         noneOnline = false;
-        if (resource !== "") await store.resourceAvailable(resource, clock(), info);
+        if (resource !== "" && (await store.resourceAvailable(resource, clock(), info)) && caps)
+          askCaps(resource, caps);
         return;
       case "unavailable":
       case "error":

@@ -5,6 +5,7 @@
  */
 import type { ErrorName } from "../xmpp/errors.js";
 import { bareOf, domainOf, resourceOf } from "../xmpp/jid.js";
+import { capsQueryOf } from "./ids.js";
 
 export interface StanzaView {
   readonly name: string;
@@ -43,6 +44,8 @@ export type Decision =
   | { kind: "message-out"; token: string; resource: string }
   /** A message error from a requester's side, maybe for a message the implementing account sent. */
   | { kind: "message-bounce"; requester: string; id: string }
+  /** The answer of a resource to the proxy's disco#info query for its caps ver (XEP-0115 section 6.3). */
+  | { kind: "caps-reply"; resource: string; id: string }
   /** Presence of the implementing account (RFC 6121 section 4). */
   | { kind: "target-presence"; type: string; resource: string }
   /**
@@ -116,7 +119,9 @@ function classifyIq(
     if (!fromTarget)
       return token === "" ? { kind: "reply-in", replier: from, id } : { kind: "drop", reason: "bad-answer" };
     const resource = resourceOf(from);
-    if (token === "" || resource === "") return { kind: "drop", reason: "bad-answer" };
+    if (resource === "") return { kind: "drop", reason: "bad-answer" };
+    if (token === "")
+      return capsQueryOf(id) ? { kind: "caps-reply", resource, id } : { kind: "drop", reason: "bad-answer" };
     return { kind: "reply", token, id, resource };
   }
   if ((type !== "get" && type !== "set") || !id || stanza.childElements !== 1) {

@@ -17,3 +17,18 @@ export function requestIdOf(forwarded: string): { id: string; gen: number } {
   const match = GENERATION.exec(forwarded);
   return match ? { id: match[1] ?? "", gen: Number(match[2]) } : { id: forwarded, gen: 0 };
 }
+
+/**
+ * The id of the proxy's own disco#info query for a caps ver (XEP-0115 section 6.3): `xcp-caps.<hash>.<ver>.<n>`.
+ * The answer may reach any replica; its id says what to verify it against, so no replica keeps the query.
+ * Hash names and base64 hold no ".".
+ */
+const CAPS_QUERY = /^xcp-caps\.(sha-1|sha-256|sha-512)\.([^.]+)\.[0-9a-z]+$/;
+
+export const capsQueryId = (hash: string, ver: string, n: number): string =>
+  `xcp-caps.${hash}.${ver}.${n.toString(36)}`;
+
+export function capsQueryOf(id: string): { hash: "sha-1" | "sha-256" | "sha-512"; ver: string } | null {
+  const match = CAPS_QUERY.exec(id);
+  return match ? { hash: match[1] as "sha-1" | "sha-256" | "sha-512", ver: match[2] ?? "" } : null;
+}

@@ -1,35 +1,32 @@
 /**
- * Which resource a requester's messages go to: rendezvous (highest random weight) hashing of the requester's
- * full JID with each online resource. Every replica computes the same choice from the same resource list, with
- * no state per requester; a requester stays with its resource while that resource is online, and when a
- * resource comes or goes only the requesters it wins or loses move.
+ * Which resource a requester sticks to: rendezvous (highest random weight) hashing of the requester's full JID
+ * with each candidate resource. Every replica computes the same choice from the same list, with no state per
+ * requester; a requester stays with its resource while that resource is a candidate, and when a resource comes
+ * or goes only the requesters it wins or loses move.
+ *
+ * The weight is the first 32 bits of SHA-1 over the UTF-8 bytes of `requester "\n" resource`: the Redis store
+ * computes the same in Lua (`redis.sha1hex`, src/store/lua/lib/choose.lua), so requests and messages of one
+ * requester meet on one resource whichever store decides. A weight, not a security measure.
  */
+import { createHash } from "node:crypto";
 
-/** FNV-1a, 32 bits, over the UTF-16 code units: a weight, not a security measure. */
-function weight(requester: string, resource: string): number {
-  let hash = 0x811c9dc5;
-  const text = `${requester}\n${resource}`;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  // A final mix, so that names that differ in their last characters still spread.
-  hash ^= hash >>> 16;
-  hash = Math.imul(hash, 0x85ebca6b);
-  hash ^= hash >>> 13;
-  return hash >>> 0;
+export function stickyWeight(requester: string, resource: string): number {
+  return createHash("sha1").update(`${requester}\n${resource}`).digest().readUInt32BE(0);
 }
 
-/** The resource for this requester among the online ones; null when none is online. */
+/** The resource for this requester among the candidates (ties: the first in byte order); null when none. */
 export function stickyResource(requester: string, resources: readonly string[]): string | null {
   let best: string | null = null;
   let bestWeight = -1;
   for (const resource of resources) {
-    const w = weight(requester, resource);
-    if (w > bestWeight || (w === bestWeight && best !== null && resource < best)) {
+    const w = stickyWeight(requester, resource);
+    if (w > bestWeight || (w === bestWeight && best !== null && byteOrder(resource, best) < 0)) {
       best = resource;
       bestWeight = w;
     }
   }
   return best;
 }
+
+/** Byte order of the UTF-8 encodings, as the Lua scripts compare resource names. */
+export const byteOrder = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));

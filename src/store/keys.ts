@@ -14,8 +14,15 @@ export interface Keys {
   readonly gone: string;
   /** Hash: requester bare JID -> its pending requests (the per-requester admission limit). */
   readonly counts: string;
-  /** Hash: resource -> its presence's priority, show and status (0x1F between them). */
+  /** Hash: resource -> its presence's priority, show, status and caps ver (0x1F between them). */
   readonly presence: string;
+  /**
+   * Hash: XEP-0115 `ver` -> its features as verified, or "!" until when they are held unverifiable; "?" + ver ->
+   * until when one replica's disco#info query stands for all (store/caps-entry.ts).
+   */
+  readonly caps: string;
+  /** Sorted set: `ver` -> when its features were stored: the oldest go first beyond MAX_CAPS_CACHED. */
+  readonly capsOrder: string;
   /** String: the service's own presence as last computed (service-state-3.lua). */
   readonly service: string;
   /** Set: bare JIDs subscribed to the service's presence (no TTL: they are the subscribers' own state). */
@@ -90,6 +97,8 @@ export function createKeys(prefix: string, domain: string): Keys {
     gone: `${base}left`,
     counts: `${base}counts`,
     presence: `${base}presence`,
+    caps: `${base}caps`,
+    capsOrder: `${base}caps-order`,
     queue: `${base}queue`,
     queued: `${base}queued`,
     service: `${base}service`,

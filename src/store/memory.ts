@@ -3,7 +3,9 @@
  * Everything happens synchronously inside one call, so each method is atomic as the Lua scripts are.
  */
 import { randomUUID } from "node:crypto";
+import { choose } from "../routing/choose.js";
 import { evictOldest } from "../util/evict.js";
+import { knowledgeOf, settled } from "./caps-entry.js";
 import { memberOf, requestOfMember } from "./keys.js";
 import {
   type ClaimResult,
@@ -13,6 +15,7 @@ import {
   type ForwardResult,
   type MovedRequest,
   type PendingRequest,
+  PLAIN_PRESENCE,
   type QueuedMessage,
   type ResourcePresence,
   type ServiceState,
@@ -27,6 +30,8 @@ interface Live {
   request: PendingRequest;
   payload: string;
   retried: boolean;
+  /** Counted in its resource's load (least-pending) while pending. */
+  counted: boolean;
   /** Earlier requests with this member whose tombstones lived when it was forwarded (forward-5.lua). */
   readonly gen: number;
   /** The forward's op (kept in the tombstone), and the op of whoever holds the answer. */
@@ -79,6 +84,12 @@ export function createMemoryStore({
   /** Resource -> when its unavailable presence was seen. */
   const gone = new Map<string, number>();
   const presences = new Map<string, ResourcePresence>();
+  /** XEP-0115 ver -> entry (caps-entry.ts), in the order stored; ver -> until when a query stands. */
+  const caps = new Map<string, string>();
+  const asking = new Map<string, number>();
+  /** Resource -> pending requests counted under least-pending; and the round-robin rotation. */
+  const loads = new Map<string, number>();
+  let rotation = 0;
   /** Messages kept while no resource is online, oldest first, and how many per bare JID. */
   const queue: QueuedMessage[] = [];
   const queuedCounts = new Map<string, number>();
@@ -99,6 +110,26 @@ export function createMemoryStore({
     else counts.delete(bare);
   };
 
+  const load = (resource: string, delta: number) => {
+    const next = (loads.get(resource) ?? 0) + delta;
+    if (next > 0) loads.set(resource, next);
+    else loads.delete(resource);
+  };
+  /** A pending request moves to another resource: its load moves with it. */
+  const move = (entry: Live, resource: string) => {
+    if (entry.counted) {
+      load(entry.request.resource, -1);
+      load(resource, 1);
+    }
+    entry.request = { ...entry.request, resource };
+    entry.retried = true;
+  };
+  const candidates = () =>
+    [...resources.keys()].map((name) => {
+      const { priority, show, ver } = presences.get(name) ?? PLAIN_PRESENCE;
+      return { name, priority, show, ver };
+    });
+
   const bury = (member: string, state: Tombstone["state"], fop: string, gen: number, now: number) => {
     live.delete(member);
     deadlines.delete(member);
@@ -111,6 +142,8 @@ export function createMemoryStore({
   /** The record leaves "pending": its answer is held under `op` until acknowledged or its lease ends. */
   const hold = (member: string, entry: Live, op: string, answer: string | null, now: number) => {
     if (entry.state === "pending") count(entry.request.requester, -1);
+    if (entry.state === "pending" && entry.counted) load(entry.request.resource, -1);
+    entry.counted = false;
     entry.state = "answering";
     entry.op = op;
     entry.answer = answer;
@@ -131,6 +164,7 @@ export function createMemoryStore({
     const entry = live.get(member);
     if (entry && entry.expires <= now) {
       if (entry.state === "pending") count(entry.request.requester, -1);
+      if (entry.state === "pending" && entry.counted) load(entry.request.resource, -1);
       live.delete(member);
       deadlines.delete(member);
       leases.delete(member);
@@ -169,6 +203,7 @@ export function createMemoryStore({
     request,
     payload,
     retried: false,
+    counted: false,
     gen,
     fop,
     op: "",
@@ -179,16 +214,35 @@ export function createMemoryStore({
   });
 
   return {
-    async resourceAvailable(resource, now, info = { priority: 0, show: "", status: "" }) {
+    async resourceAvailable(resource, now, info = PLAIN_PRESENCE) {
       resources.set(resource, now);
       presences.set(resource, info);
       gone.delete(resource);
       approved = true;
+      const { ver } = info;
+      if (ver === "" || settled(caps.get(ver), now) || (asking.get(ver) ?? 0) > now) return false;
+      asking.set(ver, now + ttls.capsAskMs);
+      return true;
+    },
+    async storeCaps(ver, entry, _now, max) {
+      asking.delete(ver);
+      caps.delete(ver);
+      caps.set(ver, entry);
+      evictOldest(caps, max);
+    },
+    async routingView() {
+      const view = candidates();
+      const known = new Map<string, string>();
+      for (const { ver } of view) {
+        const entry = caps.get(ver);
+        if (entry !== undefined) known.set(ver, entry);
+      }
+      return { candidates: view, caps: known };
     },
     async serviceState() {
       let best: [string, ResourcePresence] | undefined;
       for (const name of resources.keys()) {
-        const info = presences.get(name) ?? { priority: 0, show: "", status: "" };
+        const info = presences.get(name) ?? PLAIN_PRESENCE;
         if (
           !best ||
           info.priority > best[1].priority ||
@@ -233,8 +287,7 @@ export function createMemoryStore({
         if (!entry || !request || request.resource !== resource) continue;
         if (request.type !== "get" || entry.retried || entry.payload === "") continue;
         const next = names[(base + moved.length + 1) % names.length] as string;
-        entry.request = { ...request, resource: next };
-        entry.retried = true;
+        move(entry, next);
         moved.push({
           requester: request.requester,
           id: request.id,
@@ -322,30 +375,57 @@ export function createMemoryStore({
       return "forwarded";
     },
 
-    async forward({ requester, id, to, type, now, deadline, pick, payload, op }): Promise<ForwardResult> {
+    async forward(input): Promise<ForwardResult> {
+      const { requester, id, to, type, now, deadline, payload, op } = input;
       const member = memberOf(requester, id);
       const entry = liveEntry(member, now);
+      const none = { negative: 0, capability: 0, drained: 0, priority: 0 };
       if (entry?.fop === op)
         return entry.state === "pending"
-          ? { status: "forwarded", resource: entry.request.resource, gen: entry.gen }
+          ? {
+              status: "forwarded",
+              resource: entry.request.resource,
+              gen: entry.gen,
+              skipped: none,
+              moved: false,
+            }
           : { status: "answered" };
       if (liveTombstone(member, now)?.fop === op) return { status: "answered" };
       if (entry) return { status: "duplicate" };
-      const online = [...resources.keys()].sort();
-      const resource = online[Math.min(online.length - 1, Math.floor(pick * online.length))];
-      if (resource === undefined) return { status: approved ? "no-resource" : "presence-unknown" };
+      if (resources.size === 0) return { status: approved ? "no-resource" : "presence-unknown" };
       if ((counts.get(bareOf(requester)) ?? 0) >= limits.perRequester)
         return { status: "limited", scope: "requester" };
       if (deadlines.size + leases.size >= limits.total) return { status: "limited", scope: "total" };
+      const choice = choose({
+        candidates: candidates(),
+        policy: input.balance,
+        pick: input.pick,
+        requester,
+        namespace: input.namespace,
+        caps: (ver) => knowledgeOf(caps.get(ver), asking.get(ver), now),
+        load: (name) => loads.get(name) ?? 0,
+        rotation: () => ++rotation,
+        gone: [...gone.keys()],
+      });
+      if (choice.kind === "none")
+        return choice.reason === "no-resource"
+          ? { status: "no-resource" }
+          : { status: "none", reason: choice.reason };
+      const { resource } = choice;
       const request = { requester, id, to, type, resource, deadline };
-      // A tombstone of an earlier request with the same id is replaced, as in forward-5.lua.
+      // A tombstone of an earlier request with the same id is replaced, as in forward-8.lua.
       const earlier = liveTombstone(member, now);
       const gen = earlier ? earlier.gen + 1 : 0;
       tombstones.delete(member);
-      live.set(member, pending(request, payload, gen, op));
+      const record = pending(request, payload, gen, op);
+      if (input.balance.strategy === "least-pending") {
+        record.counted = true;
+        load(resource, 1);
+      }
+      live.set(member, record);
       deadlines.set(member, deadline);
       count(requester, 1);
-      return { status: "forwarded", resource, gen };
+      return { status: "forwarded", resource, gen, skipped: choice.skipped, moved: choice.moved };
     },
 
     async claimReply({ requester, id, resource, now, op, answer, gen }): Promise<ClaimResult> {
@@ -366,8 +446,7 @@ export function createMemoryStore({
       const next = others[Math.min(others.length - 1, Math.floor(pick * others.length))];
       const movable = entry.request.type === "get" || gone.has(resource);
       if (!entry.retried && movable && entry.payload !== "" && next !== undefined) {
-        entry.request = { ...entry.request, resource: next };
-        entry.retried = true;
+        move(entry, next);
         return { status: "resent", resource: next, type: entry.request.type, payload: entry.payload };
       }
       entry.outcome = "replied";
@@ -442,6 +521,7 @@ export function createMemoryStore({
       leases.clear();
       tombstones.clear();
       counts.clear();
+      loads.clear();
     },
   };
 }

@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { Cluster, type Redis } from "ioredis";
 import { type Keys, requestOfMember } from "./keys.js";
 import { describeRedisError, outcomeOf } from "./outcome.js";
+import { candidateOf, encodePresence } from "./presence-entry.js";
 import { closeRedisClient } from "./redis-client.js";
 import { defineScripts, type ScriptCommands } from "./scripts.js";
 import {
@@ -17,6 +18,7 @@ import {
   type IqRequestType,
   type MovedRequest,
   type PendingRequest,
+  PLAIN_PRESENCE,
   type Store,
   type StoreLimits,
   type StoreTtls,
@@ -110,6 +112,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         keys.resources,
         keys.gone,
         keys.deadlines,
+        keys.counts,
         now,
         ttls.presenceMs,
         resource,
@@ -177,7 +180,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
   }
 
   return {
-    resourceAvailable: (resource, now, presence = { priority: 0, show: "", status: "" }) =>
+    resourceAvailable: (resource, now, presence = PLAIN_PRESENCE) =>
       write(
         "presence",
         "resourceAvailable",
@@ -185,11 +188,27 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         keys.subscription,
         keys.gone,
         keys.presence,
+        keys.caps,
         resource,
         now,
         ttls.presenceMs,
-        [presence.priority, presence.show, presence.status].join("\x1f"),
-      ).then(() => {}),
+        encodePresence(presence),
+        presence.ver,
+        ttls.capsAskMs,
+      ).then((ask) => ask === 1),
+    storeCaps: (ver, entry, now, max) =>
+      write("caps", "capsStore", keys.caps, keys.capsOrder, ver, entry, now, max, ttls.presenceMs).then(
+        () => {},
+      ),
+    async routingView() {
+      const flat = await call("presence", () => redis.routingView(keys.resources, keys.presence, keys.caps));
+      const count = Number(flat[0] ?? 0);
+      const candidates = [];
+      for (let i = 0; i < count; i++) candidates.push(candidateOf(flat[1 + 2 * i] ?? "", flat[2 + 2 * i]));
+      const caps = new Map<string, string>();
+      for (let i = 1 + 2 * count; i + 1 < flat.length; i += 2) caps.set(flat[i] ?? "", flat[i + 1] ?? "");
+      return { candidates, caps };
+    },
     async serviceState() {
       const [changed, state] = await write(
         "presence",
@@ -276,10 +295,11 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
       return status as Awaited<ReturnType<Store["requestOut"]>>;
     },
 
-    async forward({ requester, id, to, type, now, deadline, pick, payload, op }): Promise<ForwardResult> {
+    async forward(input): Promise<ForwardResult> {
+      const { requester, id, now, deadline, balance } = input;
       const member = keys.member(requester, id);
       const recordTtl = Math.max(1, deadline - now) + ttls.recordGraceMs;
-      const [status, detail, generation] = await write(
+      const [status, detail, generation, negative, capability, drained, priority, moved] = await write(
         "forward",
         "forward",
         keys.resources,
@@ -287,23 +307,43 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         keys.deadlines,
         keys.subscription,
         keys.counts,
+        keys.presence,
+        keys.caps,
+        keys.gone,
         requester,
         id,
-        to,
-        type,
+        input.to,
+        input.type,
         deadline,
-        pick,
+        input.pick,
         member,
         recordTtl,
         indexTtl,
-        payload,
-        op,
+        input.payload,
+        input.op,
         bareOf(requester),
         limits.perRequester,
         limits.total,
+        balance.strategy,
+        balance.highest ? "1" : "0",
+        input.namespace,
+        now,
       );
-      if (status === "forwarded" && detail) return { status, resource: detail, gen: Number(generation ?? 0) };
+      if (status === "forwarded" && detail) {
+        const skipped = {
+          negative: Number(negative ?? 0),
+          capability: Number(capability ?? 0),
+          drained: Number(drained ?? 0),
+          priority: Number(priority ?? 0),
+        };
+        return { status, resource: detail, gen: Number(generation ?? 0), skipped, moved: moved === "1" };
+      }
       if (status === "limited") return { status, scope: detail === "total" ? "total" : "requester" };
+      if (
+        status === "none" &&
+        (detail === "no-eligible" || detail === "no-capable" || detail === "capabilities-pending")
+      )
+        return { status, reason: detail };
       if (status === "duplicate" || status === "presence-unknown" || status === "answered") return { status };
       return { status: "no-resource" };
     },

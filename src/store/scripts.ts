@@ -21,6 +21,9 @@ export interface ScriptCommands {
     deadlines: string,
     subscription: string,
     counts: string,
+    presence: string,
+    caps: string,
+    gone: string,
     requester: string,
     id: string,
     to: string,
@@ -35,6 +38,10 @@ export interface ScriptCommands {
     bare: string,
     perRequester: number,
     total: number,
+    strategy: string,
+    highest: "1" | "0",
+    namespace: string,
+    now: number,
   ): Promise<Reply>;
   claim(
     record: string,
@@ -84,11 +91,24 @@ export interface ScriptCommands {
     subscription: string,
     gone: string,
     presence: string,
+    caps: string,
     resource: string,
     now: number,
     ttl: number,
     info: string,
+    ver: string,
+    askMs: number,
   ): Promise<number>;
+  capsStore(
+    caps: string,
+    order: string,
+    ver: string,
+    entry: string,
+    now: number,
+    max: number,
+    ttl: number,
+  ): Promise<number>;
+  routingView(resources: string, presence: string, caps: string): Promise<string[]>;
   serviceState(resources: string, presence: string, state: string, ttl: number): Promise<[string, string]>;
   subscribe(subscribers: string, bare: string, max: number): Promise<number>;
   queueMessage(
@@ -123,6 +143,7 @@ export interface ScriptCommands {
     resources: string,
     gone: string,
     deadlines: string,
+    counts: string,
     now: number,
     ttl: number,
     resource: string,
@@ -152,12 +173,22 @@ export interface ScriptCommands {
 /** The script commands of a client or of a pipeline built on it. */
 export type WithScripts<T> = T & { [K in keyof ScriptCommands]: (...args: Arg[]) => T };
 
+/**
+ * A script's text with each `--! include <file>` line replaced by that file of ./lua (lib/: functions shared by
+ * scripts; Redis runs each script as one text, so the shared code is put into it before it is loaded).
+ */
+export function withIncludes(file: string): string {
+  return readFileSync(LUA_DIR + file, "utf8").replace(/^--! include (\S+)$/gm, (_, lib: string) =>
+    readFileSync(LUA_DIR + lib, "utf8"),
+  );
+}
+
 export function defineScripts(redis: Redis | Cluster): Redis & ScriptCommands {
   for (const file of readdirSync(LUA_DIR)) {
     const match = /^([a-z-]+)-(\d+)\.lua$/.exec(file);
     if (!match) continue;
     const name = (match[1] ?? "").replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    redis.defineCommand(name, { numberOfKeys: Number(match[2]), lua: readFileSync(LUA_DIR + file, "utf8") });
+    redis.defineCommand(name, { numberOfKeys: Number(match[2]), lua: withIncludes(file) });
   }
   return redis as Redis & ScriptCommands;
 }

@@ -5,6 +5,8 @@
  * (a single replica). Every method that changes more than one thing is atomic: in Redis it is one Lua script.
  */
 
+import type { BalancePolicy, Candidate, Skipped } from "../routing/choose.js";
+
 /** RFC 6120 8.2.3: the two IQ types that are requests and must get exactly one answer. */
 export type IqRequestType = "get" | "set";
 
@@ -36,6 +38,10 @@ export interface ForwardInput {
    * atomically with the record.
    */
   readonly pick: number;
+  /** The strategy and priority rule that choose among the eligible resources (routing/choose.ts). */
+  readonly balance: BalancePolicy;
+  /** The namespace of the request's payload, for routing by capability (XEP-0115); "" for none. */
+  readonly namespace: string;
   /**
    * The request's child element, serialized: kept so that a failover can send the request again. Empty when it
    * is larger than MAX_KEPT_PAYLOAD_BYTES: the request is forwarded but never sent again.
@@ -116,7 +122,20 @@ export type ForwardResult =
    * fresh id; above 0 the proxy forwards the id with the generation added (routing/ids.ts), so that a late answer
    * to an earlier request with the same id is told apart.
    */
-  | { readonly status: "forwarded"; readonly resource: string; readonly gen: number }
+  | {
+      readonly status: "forwarded";
+      readonly resource: string;
+      readonly gen: number;
+      /** What the choice left out, and whether sticky moved the requester (zero on a retried op's answer). */
+      readonly skipped: Skipped;
+      readonly moved: boolean;
+    }
+  /**
+   * Resources are online, but none may take the request: all have negative priority ("no-eligible"), none lists
+   * its namespace ("no-capable"), or only resources whose features are being asked for could
+   * ("capabilities-pending": ask again shortly). Nothing was recorded.
+   */
+  | { readonly status: "none"; readonly reason: "no-eligible" | "no-capable" | "capabilities-pending" }
   /** No resource of the implementing account is online. Nothing was recorded. */
   | { readonly status: "no-resource" }
   /**
@@ -175,7 +194,25 @@ export interface ResourcePresence {
   readonly priority: number;
   readonly show: string;
   readonly status: string;
+  /** XEP-0115 section 4: the `ver` of its entity capabilities, "" without (or with legacy) capabilities. */
+  readonly ver: string;
 }
+
+/** Presence of a resource without show, status or capabilities: priority 0 (RFC 6121 4.7.2.3). */
+export const PLAIN_PRESENCE: ResourcePresence = Object.freeze({ priority: 0, show: "", status: "", ver: "" });
+
+/** The online resources as routing sees them, and what is cached about their capabilities. */
+export interface RoutingView {
+  readonly candidates: readonly Candidate[];
+  /** ver -> the cached entry (store/caps-entry.ts), for the vers of the candidates that have one. */
+  readonly caps: ReadonlyMap<string, string>;
+}
+
+/**
+ * Whether the caller should ask the resource for the features behind its `ver` (XEP-0115 section 6.3): true for
+ * exactly one caller among all replicas while they are not known and nobody asked within the ask window.
+ */
+export type CapsAsk = boolean;
 
 /** The service's presence: unavailable, or available with the show and status of its best resource. */
 export type ServiceState =
@@ -229,7 +266,14 @@ export interface Store {
    * RFC 6121 4.2: available presence from a resource of the implementing account. It arrives only through an
    * approved subscription, so it also marks the subscription approved.
    */
-  resourceAvailable(resource: string, now: number, presence?: ResourcePresence): Promise<void>;
+  resourceAvailable(resource: string, now: number, presence?: ResourcePresence): Promise<CapsAsk>;
+  /**
+   * XEP-0115 section 5.4: the features behind a `ver`, verified (kept, at most `max` vers, the oldest dropped
+   * first), or "unverified" (a hash mismatch or an error: its resources accept everything for a while).
+   */
+  storeCaps(ver: string, entry: string, now: number, max: number): Promise<void>;
+  /** The online resources with their presence and cached capabilities (messages; disco#info from the cache). */
+  routingView(now: number): Promise<RoutingView>;
   /**
    * The service's own presence, from the online resources (the highest priority's show and status), and whether
    * it changed since it was last computed by any replica: exactly one caller sees each change.
@@ -345,6 +389,14 @@ export interface StoreTtls {
    * with the lease, how long replicas may fail to acknowledge it (a failover, WAIT not met) before it is lost.
    */
   readonly maxHandouts: number;
+  /**
+   * How long one replica's disco#info query for a caps `ver` stands for all (XEP-0115 section 6.3): requests
+   * that only such a resource could take wait for the answer as long; then it is asked again on its next
+   * presence, and meanwhile accepts everything.
+   */
+  readonly capsAskMs: number;
+  /** How long features that could not be verified are held as such before the `ver` is asked about again. */
+  readonly capsUnverifiedMs: number;
 }
 
 /**
@@ -360,6 +412,8 @@ export function storeTtls(iqTimeoutMs: number): StoreTtls {
     answerLeaseMs: 4_000,
     maxHandouts: 30,
     goneMs: Math.max(60_000, 2 * iqTimeoutMs),
+    capsAskMs: 5_000,
+    capsUnverifiedMs: 10 * 60_000,
   });
 }
 

@@ -23,6 +23,23 @@ export const ERRORS = Object.freeze({
     condition: "service-unavailable",
     text: "No resource of the implementing client is online",
   },
+  /**
+   * Resources are online, but none takes new requests: each has negative priority (RFC 6121 section 4.7.2.3).
+   */
+  noEligibleResource: {
+    type: "cancel",
+    condition: "service-unavailable",
+    text: "No resource of the implementing client takes new requests now",
+  },
+  /**
+   * XEP-0115 and XEP-0030: no online resource lists the namespace of the request's payload among its features.
+   * The implementing client is not disturbed.
+   */
+  noCapableResource: {
+    type: "cancel",
+    condition: "service-unavailable",
+    text: "No resource of the implementing client supports this request",
+  },
   /** The proxy does not know yet which resources are online (starting, or relearning after data loss). */
   presenceUnknown: {
     type: "wait",

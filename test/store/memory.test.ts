@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createMemoryStore } from "../../src/store/memory.js";
-import { CLAIM, forwardInput } from "./requests.js";
+import { CLAIM, FORWARDED, forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
 storeSuite("in-process", async (limits) => ({
@@ -17,7 +17,7 @@ describe("in-process store specifics", () => {
     const ids = ["1", "2", "3", "4", "5"];
     for (const id of ids) {
       const forwarded = await store.forward(forwardInput(id, now, { requester: "u@x/y" }));
-      assert.deepEqual(forwarded, { status: "forwarded", resource: "a", gen: 0 });
+      assert.deepEqual(forwarded, { ...FORWARDED, resource: "a", gen: 0 });
       const claimed = await store.claimReply({ ...CLAIM, requester: "u@x/y", id, resource: "a", now });
       assert.equal(claimed.status, "claimed");
       await store.ack([{ requester: "u@x/y", id, op: CLAIM.op }]);

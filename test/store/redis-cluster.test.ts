@@ -13,7 +13,7 @@ import { createRedisStore, type RedisStoreDeps } from "../../src/store/redis.js"
 import { createRedisClient, onRedisReconnect } from "../../src/store/redis-client.js";
 import { StoreUnavailableError } from "../../src/store/types.js";
 import { type RedisCluster, startRedisCluster } from "../harness/redis-cluster.js";
-import { CLAIM, expired, forwardInput } from "./requests.js";
+import { CLAIM, expired, FORWARDED, forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
 const log = pino({ level: "silent" });

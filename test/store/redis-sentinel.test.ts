@@ -158,7 +158,7 @@ describe("Redis Sentinel specifics", () => {
         await new Promise((resolve) => setTimeout(resolve, 100));
         written = await store.resourceAvailable("b", Date.now()).catch((err: Error) => err);
       }
-      assert.equal(written, undefined, "the promoted replica accepts writes");
+      assert.equal(written, false, "the promoted replica accepts writes");
       assert.deepEqual(await store.onlineResources(), ["a", "b"], "and accepts writes");
       // Once, or twice when the sentinels' +switch-master reaches the client after it had already reconnected
       // by itself (the failover detector then reconnects it once more): either way presence is probed again.

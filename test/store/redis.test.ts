@@ -8,7 +8,7 @@ import { createRedisStore, type RedisStoreDeps } from "../../src/store/redis.js"
 import { createRedisClient } from "../../src/store/redis-client.js";
 import { DEFAULT_TTLS, StoreUnavailableError } from "../../src/store/types.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
-import { CLAIM, expired, forwardInput } from "./requests.js";
+import { CLAIM, expired, FORWARDED, forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
 const log = pino({ level: "silent" });
@@ -130,7 +130,7 @@ describe("Redis store specifics", () => {
     const result = await store.forward(
       forwardInput("1", now, { requester: "u@x/y", to: "p", deadline: now + 1 }),
     );
-    assert.deepEqual(result, { status: "forwarded", resource: "a", gen: 0 });
+    assert.deepEqual(result, { ...FORWARDED, resource: "a", gen: 0 });
     await store.close();
   });
 

@@ -9,6 +9,8 @@ export const forwardInput = (id: string, now: number, over: Partial<ForwardInput
   now,
   deadline: now + 1000,
   pick: 0,
+  balance: { strategy: "random", highest: false },
+  namespace: "",
   payload: "<q/>",
   op: `op-${id}-${Math.random().toString(36).slice(2)}`,
   ...over,
@@ -27,3 +29,10 @@ export async function expired(store: Store, now: number, limit: number): Promise
 
 /** What the tests claim with: one op and one kept reply for every claim unless said otherwise. */
 export const CLAIM = { op: "op-test", answer: "<iq type='result'/>", gen: 0 } as const;
+
+/** A forward result with nothing skipped by the balancing (no presence rules, no capabilities in play). */
+export const FORWARDED = {
+  status: "forwarded",
+  skipped: { negative: 0, capability: 0, drained: 0, priority: 0 },
+  moved: false,
+} as const;

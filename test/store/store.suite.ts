@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { DEFAULT_TTLS, type ForwardInput, type Store, type StoreLimits } from "../../src/store/types.js";
-import { CLAIM, expired, forwardInput } from "./requests.js";
+import { CLAIM, expired, FORWARDED, forwardInput } from "./requests.js";
 
 export type MakeStore = (limits?: StoreLimits) => Promise<{ store: Store; cleanup(): Promise<void> }>;
 
@@ -44,22 +44,22 @@ export function storeSuite(name: string, make: MakeStore): void {
 
     it("chooses the resource by pick over the sorted online resources", async () => {
       assert.deepEqual(await store.forward(request("1", { pick: 0, payload: "<q/>" })), {
-        status: "forwarded",
+        ...FORWARDED,
         resource: "a",
         gen: 0,
       });
       assert.deepEqual(await store.forward(request("2", { pick: 0.49 })), {
-        status: "forwarded",
+        ...FORWARDED,
         resource: "a",
         gen: 0,
       });
       assert.deepEqual(await store.forward(request("3", { pick: 0.5 })), {
-        status: "forwarded",
+        ...FORWARDED,
         resource: "b",
         gen: 0,
       });
       assert.deepEqual(await store.forward(request("4", { pick: 0.999999 })), {
-        status: "forwarded",
+        ...FORWARDED,
         resource: "b",
         gen: 0,
       });
@@ -115,7 +115,7 @@ export function storeSuite(name: string, make: MakeStore): void {
       );
       await store.ack([{ requester: "user@example.org/desk", id: "1", op: CLAIM.op }]);
       assert.deepEqual(await store.forward(request("1", { pick: 0.9 })), {
-        status: "forwarded",
+        ...FORWARDED,
         resource: "b",
         gen: 1,
       });
@@ -279,10 +279,10 @@ export function storeSuite(name: string, make: MakeStore): void {
 
     it("returns what a forward did when it is retried with the same op, and refuses another op", async () => {
       const first = request("r", { pick: 0.9 });
-      assert.deepEqual(await store.forward(first), { status: "forwarded", resource: "b", gen: 0 });
+      assert.deepEqual(await store.forward(first), { ...FORWARDED, resource: "b", gen: 0 });
       assert.deepEqual(
         await store.forward({ ...first, pick: 0 }),
-        { status: "forwarded", resource: "b", gen: 0 },
+        { ...FORWARDED, resource: "b", gen: 0 },
         "a retry of an execution whose reply was lost: the same outcome, nothing recorded twice",
       );
       assert.deepEqual(await store.forward({ ...first, op: "another" }), { status: "duplicate" });
@@ -388,13 +388,13 @@ export function storeSuite(name: string, make: MakeStore): void {
       const requester = "user@example.org/desk";
       const reply = { ...CLAIM, requester, id: "same", resource: "a" };
       assert.deepEqual(await store.forward(request("same", { deadline: T0 + 100 })), {
-        status: "forwarded",
+        ...FORWARDED,
         resource: "a",
         gen: 0,
       });
       await expired(store, T0 + 200, 10);
       assert.deepEqual(await store.forward(request("same", { now: T0 + 300, deadline: T0 + 5_000 })), {
-        status: "forwarded",
+        ...FORWARDED,
         resource: "a",
         gen: 1,
       });

@@ -2,14 +2,15 @@
 -- keep the reply as the request's answer until the caller acknowledges that it was sent (ack-1.lua). If the
 -- caller dies first, the answer's lease ends and the sweep hands it to another replica (sweep-3.lua).
 -- Idempotent per operation: a retry with the same op while the lease runs returns "claimed" again.
--- KEYS[1]  the request's record hash   KEYS[2]  deadline index   KEYS[3]  pending count per bare JID
+-- KEYS[1]  the request's record hash   KEYS[2]  deadline index
+-- KEYS[3]  counts: pending per bare JID, and per resource ("/" resource) for records marked "ld" (forward-8.lua)
 -- ARGV[1]  resource the reply came from   ARGV[2]  member   ARGV[3]  op   ARGV[4]  the reply, serialized
 -- ARGV[5]  now (epoch ms)   ARGV[6]  lease end (epoch ms)   ARGV[7]  the generation the reply's id carries
 -- Returns  {"claimed", requester, id, to, type, resource, deadline} | {"unknown"} | {"duplicate"} | {"late"}
 --          | {"wrong-resource"} | {"stale"} (an answer to an earlier request with the same id)
 local record, deadlines = KEYS[1], KEYS[2]
 local f = redis.call("HMGET", record, "state", "requester", "id", "to", "type", "resource", "deadline", "op",
-  "lease", "outcome", "gen")
+  "lease", "outcome", "gen", "ld")
 local state = f[1]
 
 if state == "answering" then
@@ -28,8 +29,9 @@ if f[6] ~= ARGV[1] then return { "wrong-resource" } end
 
 redis.call("HSET", record, "state", "answering", "outcome", "replied", "op", ARGV[3], "answer", ARGV[4],
   "lease", ARGV[6], "tries", 1)
-redis.call("HDEL", record, "payload", "retried")
+redis.call("HDEL", record, "payload", "retried", "ld")
 redis.call("ZADD", deadlines, ARGV[6], ARGV[2])
 local bare = string.match(f[2], "^[^/]*")
 if redis.call("HINCRBY", KEYS[3], bare, -1) <= 0 then redis.call("HDEL", KEYS[3], bare) end
+if f[12] == "1" and redis.call("HINCRBY", KEYS[3], "/" .. f[6], -1) <= 0 then redis.call("HDEL", KEYS[3], "/" .. f[6]) end
 return { "claimed", f[2], f[3], f[4], f[5], f[6], f[7] }

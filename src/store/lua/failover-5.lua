@@ -4,7 +4,8 @@
 -- A `get` is moved; a `set` only when the resource's unavailable presence was seen before the bounce, which
 -- proves the set was never delivered.
 -- KEYS[1]  resources hash   KEYS[2]  the request's record hash   KEYS[3]  gone (sorted set: resource -> when)
--- KEYS[4]  deadline index   KEYS[5]  pending count per bare JID
+-- KEYS[4]  deadline index
+-- KEYS[5]  counts: pending per bare JID, and per resource ("/" resource) for records marked "ld" (forward-8.lua)
 -- ARGV[1]  resource that bounced   ARGV[2]  pick in [0, 1)   ARGV[3]  member   ARGV[4]  op
 -- ARGV[5]  the bounce, serialized   ARGV[6]  now (epoch ms)   ARGV[7]  lease end (epoch ms)
 -- ARGV[8]  the generation the bounce's id carries
@@ -12,7 +13,7 @@
 --          | {"claimed", requester, id, to, type, resource, deadline}
 --          | {"unknown"} | {"duplicate"} | {"late"} | {"wrong-resource"} | {"stale"}
 local f = redis.call("HMGET", KEYS[2], "state", "resource", "type", "retried", "requester", "id", "to", "deadline",
-  "payload", "op", "lease", "outcome", "gen")
+  "payload", "op", "lease", "outcome", "gen", "ld")
 local state = f[1]
 if state == "answering" then
   if f[10] == ARGV[4] and tonumber(f[11]) > tonumber(ARGV[6]) then
@@ -35,14 +36,19 @@ if f[4] ~= "1" and movable and f[9] and f[9] ~= "" then
   if #names > 0 then
     local resource = names[math.min(#names, math.floor(tonumber(ARGV[2]) * #names) + 1)]
     redis.call("HSET", KEYS[2], "resource", resource, "retried", "1")
+    if f[14] == "1" then
+      if redis.call("HINCRBY", KEYS[5], "/" .. f[2], -1) <= 0 then redis.call("HDEL", KEYS[5], "/" .. f[2]) end
+      redis.call("HINCRBY", KEYS[5], "/" .. resource, 1)
+    end
     return { "resent", resource, f[3], f[9] }
   end
 end
 
 redis.call("HSET", KEYS[2], "state", "answering", "outcome", "replied", "op", ARGV[4], "answer", ARGV[5],
   "lease", ARGV[7], "tries", 1)
-redis.call("HDEL", KEYS[2], "payload", "retried")
+redis.call("HDEL", KEYS[2], "payload", "retried", "ld")
 redis.call("ZADD", KEYS[4], ARGV[7], ARGV[3])
 local bare = string.match(f[5], "^[^/]*")
 if redis.call("HINCRBY", KEYS[5], bare, -1) <= 0 then redis.call("HDEL", KEYS[5], bare) end
+if f[14] == "1" and redis.call("HINCRBY", KEYS[5], "/" .. f[2], -1) <= 0 then redis.call("HDEL", KEYS[5], "/" .. f[2]) end
 return { "claimed", f[5], f[6], f[7], f[3], f[2], f[8] }

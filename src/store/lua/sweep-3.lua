@@ -9,7 +9,8 @@
 -- Either way the request stays "answering" under the caller's op until the caller acknowledges it (ack-1.lua).
 -- The epoch is set if missing and its TTL refreshed: a store that lost its data shows a new epoch here, within
 -- one sweep interval, however long the replicas have been up.
--- KEYS[1]  deadline index   KEYS[2]  epoch string   KEYS[3]  pending count per bare JID
+-- KEYS[1]  deadline index   KEYS[2]  epoch string
+-- KEYS[3]  counts: pending per bare JID, and per resource ("/" resource) for records marked "ld" (forward-8.lua)
 -- ARGV[1]  now (epoch ms)   ARGV[2]  limit   ARGV[3]  record key prefix   ARGV[4]  op
 -- ARGV[5]  lease end (epoch ms)   ARGV[6]  a new random epoch, used if none is set   ARGV[7]  epoch TTL (ms)
 -- ARGV[8]  tombstone TTL (ms)   ARGV[9]  hand-outs at most
@@ -30,15 +31,17 @@ local due = redis.call("ZRANGEBYSCORE", deadlines, "-inf", ARGV[1], "LIMIT", 0, 
 for _, member in ipairs(due) do
   local record = prefix .. member
   local f = redis.call("HMGET", record, "state", "requester", "id", "to", "type", "resource", "deadline",
-    "answer", "tries", "outcome")
+    "answer", "tries", "outcome", "ld")
   local tries = tonumber(f[9] or "0")
   if f[1] == "pending" then
     redis.call("HSET", record, "state", "answering", "outcome", "timeout", "op", ARGV[4], "lease", ARGV[5],
       "tries", 1)
-    redis.call("HDEL", record, "payload", "retried")
+    redis.call("HDEL", record, "payload", "retried", "ld")
     redis.call("ZADD", deadlines, ARGV[5], member)
     local bare = string.match(f[2], "^[^/]*")
     if redis.call("HINCRBY", KEYS[3], bare, -1) <= 0 then redis.call("HDEL", KEYS[3], bare) end
+    local load = "/" .. f[6]
+    if f[11] == "1" and redis.call("HINCRBY", KEYS[3], load, -1) <= 0 then redis.call("HDEL", KEYS[3], load) end
     for i = 2, 7 do out[#out + 1] = f[i] end
     out[#out + 1] = ""
     out[#out + 1] = "0"

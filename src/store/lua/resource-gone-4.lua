@@ -1,9 +1,10 @@
--- resource-gone-3.lua: unavailable presence (or a presence error) from one resource, or from the bare JID.
+-- resource-gone-4.lua: unavailable presence (or a presence error) from one resource, or from the bare JID.
 -- The resource stops being routed to and is remembered as gone (a `set` bounced by it later provably never
 -- arrived); pending `get` requests that were sent to it move once to another online resource, and the caller
 -- sends them again. The deadline index is scanned a chunk per call (the caller passes the returned cursor back
 -- until it is 0), so no call blocks Redis for long however many requests are pending.
 -- KEYS[1]  resources hash   KEYS[2]  gone (sorted set: resource -> when)   KEYS[3]  deadline index
+-- KEYS[4]  counts ("/" resource: pending requests sent to it, for records marked "ld"; forward-8.lua)
 -- ARGV[1]  now (epoch ms)   ARGV[2]  TTL of the gone set (ms)   ARGV[3]  the resource; empty for all of them
 -- ARGV[4]  record key prefix (same hash tag)   ARGV[5]  pick in [0, 1)   ARGV[6]  cursor (0 on the first call)
 -- ARGV[7]  chunk size   ARGV[8]  how long a resource is remembered as gone (ms)
@@ -36,10 +37,14 @@ local base = math.floor(tonumber(ARGV[5]) * #names)
 local members = redis.call("ZRANGE", KEYS[3], cursor, cursor + chunk - 1)
 for i, member in ipairs(members) do
   local key = ARGV[4] .. member
-  local f = redis.call("HMGET", key, "state", "resource", "type", "retried", "requester", "id", "payload", "gen")
+  local f = redis.call("HMGET", key, "state", "resource", "type", "retried", "requester", "id", "payload", "gen", "ld")
   if f[1] == "pending" and f[2] == ARGV[3] and f[3] == "get" and f[4] ~= "1" and f[7] and f[7] ~= "" then
     local resource = names[(base + cursor + i) % #names + 1]
     redis.call("HSET", key, "resource", resource, "retried", "1")
+    if f[9] == "1" then
+      if redis.call("HINCRBY", KEYS[4], "/" .. f[2], -1) <= 0 then redis.call("HDEL", KEYS[4], "/" .. f[2]) end
+      redis.call("HINCRBY", KEYS[4], "/" .. resource, 1)
+    end
     out[#out + 1] = f[5]
     out[#out + 1] = f[6]
     out[#out + 1] = resource

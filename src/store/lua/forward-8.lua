@@ -1,17 +1,25 @@
--- forward-5.lua: admit a request, choose an online resource and record the request as pending, in one step.
+-- forward-8.lua: admit a request, choose an online resource (lib/choose.lua: presence, capabilities, strategy)
+-- and record the request as pending, in one step.
 -- Idempotent per operation: a retry with the same op (its first outcome unknown: timeout, connection lost)
 -- returns what the first execution did instead of a duplicate.
 -- Generation: an id reused while the tombstone of its earlier request lives gets the next generation, which the
 -- proxy adds to the id it forwards, so a late answer to the earlier request cannot answer this one.
 -- KEYS[1]  resources hash (resource -> last seen)   KEYS[2]  the request's record hash
 -- KEYS[3]  deadline index (member -> deadline or lease)   KEYS[4]  subscription flag (without it the store
---          does not know the target's presence: lost or never learnt)   KEYS[5]  pending count per bare JID
+--          does not know the target's presence: lost or never learnt)
+-- KEYS[5]  counts hash: bare JID -> its pending requests; "/" resource -> pending requests sent to it (counted
+--          under least-pending, the record marked "ld"); "" -> the round-robin rotation
+-- KEYS[6]  presence hash (resource -> priority, show, status, caps ver)   KEYS[7]  caps hash (lib/choose.lua)
+-- KEYS[8]  gone sorted set (recently gone resources: sticky counts a request that would have gone there as moved)
 -- ARGV[1]  requester   ARGV[2]  id   ARGV[3]  to   ARGV[4]  type   ARGV[5]  deadline (epoch ms)
 -- ARGV[6]  pick in [0, 1)   ARGV[7]  member   ARGV[8]  record TTL (ms)   ARGV[9]  index and count TTL (ms)
 -- ARGV[10] payload kept for failover ("" when too large to keep)   ARGV[11] op
 -- ARGV[12] the requester's bare JID   ARGV[13] pending limit per bare JID   ARGV[14] pending limit in total
--- Returns  {"forwarded", resource, generation} | {"answered"} | {"no-resource"} | {"presence-unknown"} | {"duplicate"}
---          | {"limited", "requester" | "total"}
+-- ARGV[15] strategy   ARGV[16] "1": highest priority only   ARGV[17] the payload's namespace   ARGV[18] now
+-- Returns  {"forwarded", resource, generation, negative, capability, drained, priority skipped, moved "1"/"0"}
+--          | {"answered"} | {"no-resource"} | {"presence-unknown"} | {"duplicate"}
+--          | {"limited", "requester" | "total"} | {"none", "no-eligible" | "no-capable" | "capabilities-pending"}
+--! include lib/choose.lua
 local resources, record, deadlines, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
 
 local f = redis.call("HMGET", record, "state", "fop", "resource", "gen")
@@ -37,18 +45,10 @@ end
 if redis.call("ZCARD", deadlines) >= tonumber(ARGV[14]) then
   return { "limited", "total" }
 end
--- Byte order: Lua's < on strings follows the server's locale (strcoll).
-table.sort(names, function(a, b)
-  for i = 1, math.min(#a, #b) do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end)
-local index = math.floor(tonumber(ARGV[6]) * #names) + 1
-if index > #names then index = #names end
-if index < 1 then index = 1 end
-local resource = names[index]
+local resource, skipped, moved = choose(names, { presence = KEYS[6], caps = KEYS[7], counts = counts, gone = KEYS[8] },
+  { strategy = ARGV[15], highest = ARGV[16], pick = ARGV[6], requester = ARGV[1], namespace = ARGV[17],
+    now = tonumber(ARGV[18]) })
+if resource == nil then return { "none", skipped } end
 
 local gen = 0
 if f[1] == "replied" or f[1] == "timeout" then gen = tonumber(f[4] or "0") + 1 end
@@ -56,10 +56,14 @@ redis.call("DEL", record)
 redis.call("HSET", record, "requester", ARGV[1], "id", ARGV[2], "to", ARGV[3], "type", ARGV[4],
   "resource", resource, "deadline", ARGV[5], "state", "pending", "payload", ARGV[10], "fop", ARGV[11])
 if gen > 0 then redis.call("HSET", record, "gen", gen) end
+if ARGV[15] == "least-pending" then
+  redis.call("HSET", record, "ld", "1")
+  redis.call("HINCRBY", counts, "/" .. resource, 1)
+end
 redis.call("PEXPIRE", record, ARGV[8])
 redis.call("ZADD", deadlines, ARGV[5], ARGV[7])
 redis.call("PEXPIRE", deadlines, ARGV[9])
 redis.call("HINCRBY", counts, ARGV[12], 1)
 redis.call("PEXPIRE", counts, ARGV[9])
 
-return { "forwarded", resource, tostring(gen) }
+return { "forwarded", resource, tostring(gen), skipped[1], skipped[2], skipped[3], skipped[4], moved }
