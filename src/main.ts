@@ -150,6 +150,7 @@ export async function startService(
     log,
     pick,
     resend,
+    balance: config.balance,
     confirmMs: config.resourceConfirmMs,
     askCaps: capabilities.ask,
     // The service's presence may have changed, and kept messages may have a resource now.
@@ -201,6 +202,7 @@ export async function startService(
       log,
       metrics,
       pick,
+      balance: config.balance,
       resend,
       tracker,
       onBounce: () => presence.probe(),

@@ -6,6 +6,7 @@
  * known: Prosody answers a probe from a non-subscriber with `unsubscribed`, which deletes the pending request.
  */
 import type { Logger } from "pino";
+import type { BalancePolicy } from "../routing/choose.js";
 import type { Decision } from "../routing/classify.js";
 import type { ResourcePresence, Store } from "../store/types.js";
 import type { Caps } from "../xmpp/caps.js";
@@ -23,6 +24,8 @@ export interface PresenceDeps {
   target: string;
   log: Logger;
   pick: () => number;
+  /** BALANCE and PRIORITY_ROUTING: requests moved off a resource that went away are placed as new ones. */
+  balance?: BalancePolicy;
   resend: Resender;
   /** After a (re)connect, resources not confirmed by presence within this time are forgotten. */
   confirmMs: number;
@@ -45,6 +48,7 @@ export function createPresence({
   target,
   log,
   pick,
+  balance,
   resend,
   confirmMs,
   onChange = async () => {},
@@ -107,7 +111,7 @@ export function createPresence({
         }
         log.debug({ resource, type }, "target resource gone");
         // Pending gets sent to it may never be answered: send them once more, elsewhere.
-        for (const moved of await store.resourceUnavailable(resource, clock(), pick())) {
+        for (const moved of await store.resourceUnavailable(resource, clock(), pick(), balance)) {
           resend({ ...moved, type: "get" });
         }
         return;

@@ -14,6 +14,7 @@ import type { Outbox } from "../delivery/outbox.js";
 import type { Jat } from "../jat/token.js";
 import type { Metrics } from "../metrics.js";
 import type { Tracker } from "../recovery/tracker.js";
+import type { BalancePolicy } from "../routing/choose.js";
 import type { Decision } from "../routing/classify.js";
 import { requestIdOf } from "../routing/ids.js";
 import { untilKnown } from "../store/retry.js";
@@ -43,6 +44,8 @@ export interface ReplierDeps {
   log: Logger;
   metrics: Metrics;
   pick: () => number;
+  /** BALANCE and PRIORITY_ROUTING: requests moved off a resource that went away are placed as new ones. */
+  balance?: BalancePolicy;
   resend: Resender;
   tracker: Tracker;
   /** Sends a stanza at once (the fallback path after data loss). */
@@ -106,7 +109,7 @@ export function createReplier(deps: ReplierDeps) {
     const op = newOp();
     const started = clock();
     try {
-      const input = { requester, id, gen, resource, op, answer, pick: pick() };
+      const input = { requester, id, gen, resource, op, answer, pick: pick(), balance: deps.balance };
       claim = await untilKnown(
         () =>
           bounced ? store.failover({ ...input, now: clock() }) : store.claimReply({ ...input, now: clock() }),

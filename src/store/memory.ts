@@ -3,7 +3,7 @@
  * Everything happens synchronously inside one call, so each method is atomic as the Lua scripts are.
  */
 import { randomUUID } from "node:crypto";
-import { choose } from "../routing/choose.js";
+import { type BalancePolicy, choose } from "../routing/choose.js";
 import { evictOldest } from "../util/evict.js";
 import { knowledgeOf, settled } from "./caps-entry.js";
 import { memberOf, requestOfMember } from "./keys.js";
@@ -17,6 +17,7 @@ import {
   type PendingRequest,
   PLAIN_PRESENCE,
   type QueuedMessage,
+  RANDOM_POLICY,
   type ResourcePresence,
   type ServiceState,
   type Store,
@@ -124,6 +125,20 @@ export function createMemoryStore({
     entry.request = { ...entry.request, resource };
     entry.retried = true;
   };
+  /** Where a moved request goes: chosen as a new one would be, without a namespace (lib/choose.lua likewise). */
+  const another = (requester: string, pick: number, policy: BalancePolicy): string | null => {
+    const choice = choose({
+      candidates: candidates(),
+      policy,
+      pick,
+      requester,
+      namespace: "",
+      caps: () => ({ kind: "unknown" }),
+      load: (name) => loads.get(name) ?? 0,
+      rotation: () => ++rotation,
+    });
+    return choice.kind === "chosen" ? choice.resource : null;
+  };
   const candidates = () =>
     [...resources.keys()].map((name) => {
       const { priority, show, ver } = presences.get(name) ?? PLAIN_PRESENCE;
@@ -228,7 +243,11 @@ export function createMemoryStore({
       asking.delete(ver);
       caps.delete(ver);
       caps.set(ver, entry);
-      evictOldest(caps, max);
+      // Exactly `max`, as caps-store-2.lua (a few thousand at most: no amortizing needed).
+      for (const oldest of caps.keys()) {
+        if (caps.size <= max) break;
+        caps.delete(oldest);
+      }
     },
     async routingView() {
       const view = candidates();
@@ -273,20 +292,20 @@ export function createMemoryStore({
     async subscribers() {
       return [...subscribed];
     },
-    async resourceUnavailable(resource, now, pick) {
+    async resourceUnavailable(resource, now, pick, balance = RANDOM_POLICY) {
       resources.delete(resource);
       gone.set(resource, now);
       for (const [name, when] of gone) if (when < now - ttls.goneMs) gone.delete(name);
-      const names = [...resources.keys()];
       const moved: MovedRequest[] = [];
-      if (names.length === 0) return moved;
-      const base = Math.floor(pick * names.length);
+      if (resources.size === 0) return moved;
       for (const [member] of deadlines) {
         const entry = live.get(member);
         const request = entry?.request;
         if (!entry || !request || request.resource !== resource) continue;
         if (request.type !== "get" || entry.retried || entry.payload === "") continue;
-        const next = names[(base + moved.length + 1) % names.length] as string;
+        const x = pick + moved.length * 0.6180339887498949;
+        const next = another(request.requester, x - Math.floor(x), balance);
+        if (next === null) break;
         move(entry, next);
         moved.push({
           requester: request.requester,
@@ -437,15 +456,15 @@ export function createMemoryStore({
       return { status: "claimed", request: entry.request };
     },
 
-    async failover({ requester, id, resource, pick, now, op, answer, gen }): Promise<FailoverResult> {
+    async failover(input): Promise<FailoverResult> {
+      const { requester, id, resource, now, op, answer, gen } = input;
       const member = memberOf(requester, id);
       const entry = pendingFrom(member, resource, op, gen, now);
       if (!("state" in entry)) return entry;
       resources.delete(resource);
-      const others = [...resources.keys()];
-      const next = others[Math.min(others.length - 1, Math.floor(pick * others.length))];
+      const next = another(requester, input.pick, input.balance ?? RANDOM_POLICY);
       const movable = entry.request.type === "get" || gone.has(resource);
-      if (!entry.retried && movable && entry.payload !== "" && next !== undefined) {
+      if (!entry.retried && movable && entry.payload !== "" && next !== null) {
         move(entry, next);
         return { status: "resent", resource: next, type: entry.request.type, payload: entry.payload };
       }

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Cluster, type Redis } from "ioredis";
+import type { BalancePolicy } from "../routing/choose.js";
 import { type Keys, requestOfMember } from "./keys.js";
 import { describeRedisError, outcomeOf } from "./outcome.js";
 import { candidateOf, encodePresence } from "./presence-entry.js";
@@ -19,6 +20,7 @@ import {
   type MovedRequest,
   type PendingRequest,
   PLAIN_PRESENCE,
+  RANDOM_POLICY,
   type Store,
   type StoreLimits,
   type StoreTtls,
@@ -102,9 +104,15 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
 
   const leaseEnd = (now: number) => now + ttls.answerLeaseMs;
 
-  async function resourceGone(resource: string, now: number, pick: number): Promise<MovedRequest[]> {
+  async function resourceGone(
+    resource: string,
+    now: number,
+    pick: number,
+    balance: BalancePolicy = RANDOM_POLICY,
+  ): Promise<MovedRequest[]> {
     const moved: MovedRequest[] = [];
     let cursor = 0;
+    let count = 0;
     do {
       const flat = await write(
         "presence",
@@ -113,6 +121,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         keys.gone,
         keys.deadlines,
         keys.counts,
+        keys.presence,
         now,
         ttls.presenceMs,
         resource,
@@ -121,9 +130,13 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         cursor,
         GONE_CHUNK,
         ttls.goneMs,
+        balance.strategy,
+        balance.highest ? "1" : "0",
+        count,
       );
       cursor = Number(flat[0] ?? 0);
-      for (let i = 1; i + 5 <= flat.length; i += 5) {
+      count = Number(flat[1] ?? 0);
+      for (let i = 2; i + 5 <= flat.length; i += 5) {
         moved.push({
           requester: flat[i] ?? "",
           id: flat[i + 1] ?? "",
@@ -232,7 +245,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
     isSubscriber: (bare) =>
       call("subscriber", () => redis.sismember(keys.subscribers, bare)).then((member) => member === 1),
     subscribers: () => call("subscriber", () => redis.smembers(keys.subscribers)),
-    resourceUnavailable: (resource, now, pick) => resourceGone(resource, now, pick),
+    resourceUnavailable: (resource, now, pick, balance) => resourceGone(resource, now, pick, balance),
     clearResources: (now) => resourceGone("", now, 0).then(() => {}),
     expireResources: (since, now) =>
       write("presence", "expireResources", keys.resources, keys.gone, since, now, ttls.presenceMs),
@@ -367,7 +380,17 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
       return claimOf(reply);
     },
 
-    async failover({ requester, id, resource, pick, now, op, answer, gen }): Promise<FailoverResult> {
+    async failover({
+      requester,
+      id,
+      resource,
+      pick,
+      now,
+      op,
+      answer,
+      gen,
+      balance = RANDOM_POLICY,
+    }): Promise<FailoverResult> {
       const member = keys.member(requester, id);
       const reply = await write(
         "failover",
@@ -377,6 +400,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         keys.gone,
         keys.deadlines,
         keys.counts,
+        keys.presence,
         resource,
         pick,
         member,
@@ -385,6 +409,8 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         now,
         leaseEnd(now),
         gen,
+        balance.strategy,
+        balance.highest ? "1" : "0",
       );
       if (reply[0] === "resent") {
         return {

@@ -61,6 +61,7 @@ export interface ScriptCommands {
     gone: string,
     deadlines: string,
     counts: string,
+    presence: string,
     resource: string,
     pick: number,
     member: string,
@@ -69,6 +70,8 @@ export interface ScriptCommands {
     now: number,
     leaseEnd: number,
     gen: number,
+    strategy: string,
+    highest: "1" | "0",
   ): Promise<Reply>;
   sweep(
     deadlines: string,
@@ -144,6 +147,7 @@ export interface ScriptCommands {
     gone: string,
     deadlines: string,
     counts: string,
+    presence: string,
     now: number,
     ttl: number,
     resource: string,
@@ -152,6 +156,9 @@ export interface ScriptCommands {
     cursor: number,
     chunk: number,
     goneMs: number,
+    strategy: string,
+    highest: "1" | "0",
+    moved: number,
   ): Promise<Reply>;
   expireResources(
     resources: string,

@@ -7,6 +7,9 @@
 
 import type { BalancePolicy, Candidate, Skipped } from "../routing/choose.js";
 
+/** The policy of moves when the caller gives none. */
+export const RANDOM_POLICY: BalancePolicy = Object.freeze({ strategy: "random", highest: false });
+
 /** RFC 6120 8.2.3: the two IQ types that are requests and must get exactly one answer. */
 export type IqRequestType = "get" | "set";
 
@@ -99,6 +102,8 @@ export interface FailoverInput {
   /** The resource the bounce came from. */
   readonly resource: string;
   readonly pick: number;
+  /** How the other resource is chosen (default: random), as for a new request without a namespace. */
+  readonly balance?: BalancePolicy;
   readonly now: number;
   /** As in ClaimInput: the bounce is kept as the answer when it is passed to the requester. */
   readonly op: string;
@@ -286,10 +291,16 @@ export interface Store {
   subscribers(): Promise<string[]>;
   /**
    * RFC 6121 4.5: unavailable presence (or a presence error) from one resource; remembered as gone. Pending
-   * `get` requests sent to it move once to another online resource (chosen with `pick`) and are returned, for
-   * the caller to send again.
+   * `get` requests sent to it move once to another online resource, chosen as a new request would be under
+   * `balance` (default: random) without a namespace, the k-th with pick `(pick + k * 0.618...) mod 1`; they are
+   * returned, for the caller to send again.
    */
-  resourceUnavailable(resource: string, now: number, pick: number): Promise<MovedRequest[]>;
+  resourceUnavailable(
+    resource: string,
+    now: number,
+    pick: number,
+    balance?: BalancePolicy,
+  ): Promise<MovedRequest[]>;
   /** Forget the resources not seen available since `since` (after a reconnect and a probe); returns them. */
   expireResources(since: number, now: number): Promise<string[]>;
   /** Forget every resource (unavailable or error presence from the bare JID, subscription cancelled). */

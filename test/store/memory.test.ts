@@ -1,11 +1,17 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { createMemoryStore } from "../../src/store/memory.js";
+import { balanceSuite } from "./balance.suite.js";
 import { CLAIM, FORWARDED, forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
 storeSuite("in-process", async (limits) => ({
   store: createMemoryStore({ limits }),
+  cleanup: async () => {},
+}));
+
+balanceSuite("in-process", async () => ({
+  store: createMemoryStore(),
   cleanup: async () => {},
 }));
 

@@ -13,7 +13,8 @@ import { createRedisStore, type RedisStoreDeps } from "../../src/store/redis.js"
 import { createRedisClient, onRedisReconnect } from "../../src/store/redis-client.js";
 import { StoreUnavailableError } from "../../src/store/types.js";
 import { type RedisCluster, startRedisCluster } from "../harness/redis-cluster.js";
-import { CLAIM, expired, FORWARDED, forwardInput } from "./requests.js";
+import { balanceSuite } from "./balance.suite.js";
+import { CLAIM, expired, forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
 const log = pino({ level: "silent" });
@@ -43,6 +44,11 @@ async function makeStore(
 
 storeSuite("Redis Cluster", async (limits) => {
   const { store } = await makeStore(undefined, undefined, { limits });
+  return { store, cleanup: () => store.close() };
+});
+
+balanceSuite("Redis Cluster", async () => {
+  const { store } = await makeStore();
   return { store, cleanup: () => store.close() };
 });
 

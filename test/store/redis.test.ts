@@ -8,6 +8,7 @@ import { createRedisStore, type RedisStoreDeps } from "../../src/store/redis.js"
 import { createRedisClient } from "../../src/store/redis-client.js";
 import { DEFAULT_TTLS, StoreUnavailableError } from "../../src/store/types.js";
 import { type RedisServer, startRedis } from "../harness/redis.js";
+import { balanceSuite } from "./balance.suite.js";
 import { CLAIM, expired, FORWARDED, forwardInput } from "./requests.js";
 import { storeSuite } from "./store.suite.js";
 
@@ -30,6 +31,11 @@ async function makeStore(prefix = `t${++prefixes}`, extra: Partial<RedisStoreDep
 
 storeSuite("Redis", async (limits) => {
   const { store } = await makeStore(undefined, { limits });
+  return { store, cleanup: () => store.close() };
+});
+
+balanceSuite("Redis", async () => {
+  const { store } = await makeStore();
   return { store, cleanup: () => store.close() };
 });
 

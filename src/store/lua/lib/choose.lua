@@ -61,7 +61,7 @@ local function at(list, fraction)
   return list[i]
 end
 
--- k: {presence, caps, counts, gone} keys.  a: {strategy, highest ("1"/"0"), pick, requester, namespace, now}.
+-- k: {presence, caps, counts, gone} keys (caps only needed with a namespace; without gone, moved is not told).  a: {strategy, highest ("1"/"0"), pick, requester, namespace, now}.
 -- Returns resource, {negative, capability, drained, priority}, moved ("1"/"0"); or nil and the reason:
 -- "no-resource" | "no-eligible" | "no-capable" | "capabilities-pending".
 local function choose(names, k, a)
@@ -153,7 +153,7 @@ local function choose(names, k, a)
   end
 
   local moved = "0"
-  if a.strategy == "sticky" then
+  if a.strategy == "sticky" and k.gone then
     local everyone = {}
     for i, c in ipairs(online) do everyone[i] = c.name end
     for _, name in ipairs(redis.call("ZRANGE", k.gone, 0, -1)) do everyone[#everyone + 1] = name end
