@@ -31,8 +31,13 @@ export async function metricsTable(): Promise<string> {
     "",
     "Label values: `reason` of `xcp_requests_rejected_total` is the error name of `src/xmpp/errors.ts`",
     "(`noResource`, `presenceUnknown`, `storeUnavailable`, `duplicateId`, `requesterTooLong`, `badRequest`,",
-    "`requestFromTarget`, `message`); `reason` of `xcp_replies_dropped_total` is `forged`, `unknown`,",
+    "`requestFromTarget`, `noEligibleResource`, `noCapableResource`, ...); `reason` of `xcp_replies_dropped_total` is `forged`, `unknown`,",
     "`duplicate`, `late`, `store-unavailable` or `not-connected`; `state` is `connected`, `standby` or `down`.",
+    "`strategy` of `xcp_balance_decisions_total` is the BALANCE value; its `decision` is `forwarded` (every",
+    "request placed), `sticky_moved`, `negative_priority_skipped`, `drained_skipped`, `lower_priority_skipped`,",
+    "`capability_skipped` (each counted once per request it applies to), `no_eligible_resource`,",
+    "`no_capable_resource` (requests answered service-unavailable) or `capabilities_awaited` (a wait for a caps",
+    "query); `outcome` of `xcp_caps_queries_total` is `asked`, `verified`, `unverified` or `failed`.",
     "",
   ].join("\n");
 }

@@ -13,11 +13,15 @@ export interface Replica {
 
 export const JAT_KEYS = "k1:0123456789abcdef0123456789abcdef";
 
-/** Starts `count` replicas for the server's component domain with `env` added, and waits until all are ready. */
+/**
+ * Starts `count` replicas for the server's component domain with `env` added, and waits until all are ready; with
+ * `standby` (Prosody: one component connection per domain), until one is connected and the others stand by.
+ */
 export async function startReplicas(
   server: TestServer & { readonly componentPort: number; readonly componentSecret: string },
   count: number,
   env: Record<string, string>,
+  { standby = false }: { standby?: boolean } = {},
 ): Promise<Replica[]> {
   const replicas: Replica[] = [];
   for (let i = 0; i < count; i++) {
@@ -34,10 +38,17 @@ export async function startReplicas(
     });
     replicas.push({ service, port });
   }
+  const path = standby ? "/readyz?standby=ready" : "/readyz";
   for (const { port } of replicas) {
+    await until("readiness", async () => (await httpStatus(port, path)).status === 200 || undefined, 20_000);
+  }
+  if (standby) {
     await until(
-      "readiness",
-      async () => (await httpStatus(port, "/readyz")).status === 200 || undefined,
+      "one replica connected",
+      async () => {
+        for (const { port } of replicas) if ((await httpStatus(port, "/readyz")).status === 200) return true;
+        return undefined;
+      },
       20_000,
     );
   }

@@ -68,6 +68,11 @@ const production: Values = merge(values, {
   },
   config: {
     iqTimeoutMs: 15000,
+    balance: "least-pending",
+    priorityRouting: "highest",
+    capsRouting: false,
+    maxCapsCached: 5000,
+    discoInfoFromCache: true,
     logLevel: "debug",
     sweepIntervalMs: 200,
     shutdownGraceMs: 20000,
@@ -261,7 +266,8 @@ describe("helm chart: templates", () => {
     const named = new Set([...deployment.matchAll(/- name: ([A-Z][A-Z0-9_]*)\s*$/gm)].map((m) => m[1] ?? ""));
     // The settings the chart must pass (REDIS_PASSWORD_FILE and the topology's variables conditionally).
     const required = `XMPP_SERVICE XMPP_DOMAIN TARGET_JID REDIS_URL_FILE REDIS_CLUSTER_NODES REDIS_SENTINELS
-      REDIS_SENTINEL_NAME REDIS_PREFIX IQ_TIMEOUT_MS BALANCE HTTP_PORT HTTP_HOST LOG_LEVEL RECONNECT_MIN_MS
+      REDIS_SENTINEL_NAME REDIS_PREFIX IQ_TIMEOUT_MS BALANCE PRIORITY_ROUTING CAPS_ROUTING MAX_CAPS_CACHED
+      DISCO_INFO_FROM_CACHE HTTP_PORT HTTP_HOST LOG_LEVEL RECONNECT_MIN_MS
       RECONNECT_MAX_MS STANDBY_RETRY_MS RESOURCE_CONFIRM_MS SHUTDOWN_GRACE_MS XMPP_PASSWORD_FILE JAT_KEYS_FILE
       REDIS_PASSWORD_FILE XMPP_TLS_CA_FILE XMPP_TLS_SERVERNAME`
       .trim()
@@ -320,6 +326,8 @@ describe("helm chart: templates", () => {
       assert.equal(config.target, "impl@example.org");
       assert.equal(config.jatKeysGenerated, false);
       assert.equal(config.iqTimeoutMs, 15000);
+      assert.deepEqual(config.balance, { strategy: "least-pending", highest: true });
+      assert.deepEqual(config.caps, { routing: false, maxCached: 5000, discoFromCache: true });
       assert.equal(config.logLevel, "debug");
       assert.equal(config.sweepIntervalMs, 200);
       assert.equal(config.shutdownGraceMs, 20000);
@@ -447,6 +455,12 @@ describe("helm chart: values.yaml and values.schema.json", () => {
       ["relabelings that are not a list", { serviceMonitor: { relabelings: { action: "drop" } } }],
       ["a full JID as target", { targetJid: "impl@example.org/res" }],
       ["an unknown log level", { config: { logLevel: "verbose" } }],
+      ["an unknown balancing strategy", { config: { balance: "least-loaded" } }],
+      ["an unknown priority routing", { config: { priorityRouting: "lowest" } }],
+      ["a switch as a string", { config: { capsRouting: "false" } }],
+      ["a switch as a number", { config: { discoInfoFromCache: 1 } }],
+      ["no caps ver kept", { config: { maxCapsCached: 0 } }],
+      ["more caps vers kept than the service allows", { config: { maxCapsCached: 1_000_001 } }],
       ["a timeout below 100 ms", { config: { iqTimeoutMs: 50 } }],
       ["a sweep interval below 10 ms", { config: { sweepIntervalMs: 5 } }],
       ["a number as a string", { config: { httpPort: "8080" } }],
@@ -486,6 +500,53 @@ describe("helm chart: values.yaml and values.schema.json", () => {
       ),
       errorsOf(),
     );
+  });
+
+  it("the balancing and capability settings allow exactly what the service accepts", () => {
+    const config = (schema.properties?.config?.properties ?? {}) as Record<
+      string,
+      { type?: string; enum?: unknown[]; minimum?: number; maximum?: number }
+    >;
+    const service = (env: Record<string, string>) =>
+      loadConfig({
+        XMPP_SERVICE: "xmpp://prosody:5347",
+        XMPP_DOMAIN: "proxy.example.org",
+        XMPP_PASSWORD: "change-me",
+        TARGET_JID: "impl@example.org",
+        ...env,
+      }).ok;
+    const settings: Array<[string, string, string[]]> = [
+      ["balance", "BALANCE", ["random", "round-robin", "least-pending", "sticky"]],
+      ["priorityRouting", "PRIORITY_ROUTING", ["all", "highest"]],
+    ];
+    for (const [key, name, allowed] of settings) {
+      assert.deepEqual(config[key]?.enum, allowed, `config.${key}: the values of ${name}`);
+      for (const value of allowed) {
+        assert.ok(service({ [name]: value }), `the service accepts ${name}=${value}`);
+        assert.ok(validate(merge(values, { config: { [key]: value } })), errorsOf());
+      }
+      assert.equal(service({ [name]: "other" }), false, `the service refuses ${name}=other`);
+    }
+    for (const [key, name] of [
+      ["capsRouting", "CAPS_ROUTING"],
+      ["discoInfoFromCache", "DISCO_INFO_FROM_CACHE"],
+    ] as const) {
+      assert.equal(config[key]?.type, "boolean", `config.${key}: a switch`);
+      for (const value of [true, false]) {
+        assert.ok(service({ [name]: String(value) }), `the service accepts ${name}=${value}`);
+        assert.ok(validate(merge(values, { config: { [key]: value } })), errorsOf());
+      }
+    }
+    const { minimum = Number.NaN, maximum = Number.NaN } = config.maxCapsCached ?? {};
+    assert.deepEqual(
+      [minimum, maximum],
+      [1, 1_000_000],
+      "config.maxCapsCached: the range of MAX_CAPS_CACHED",
+    );
+    for (const value of [minimum, maximum])
+      assert.ok(service({ MAX_CAPS_CACHED: String(value) }), `the service accepts MAX_CAPS_CACHED=${value}`);
+    for (const value of [minimum - 1, maximum + 1])
+      assert.equal(service({ MAX_CAPS_CACHED: String(value) }), false, `MAX_CAPS_CACHED=${value}`);
   });
 
   it("the schema describes every value, and every value it describes is in values.yaml", () => {

@@ -22,12 +22,14 @@ describe("configuration", () => {
     const { config } = result;
     assert.equal(config.iqTimeoutMs, 30_000);
     assert.equal(config.httpPort, 8080);
-    assert.equal(config.balance, "random");
+    assert.deepEqual(config.balance, { strategy: "random", highest: false });
+    assert.deepEqual(config.caps, { routing: true, maxCached: 1000, discoFromCache: false });
     assert.equal(config.logLevel, "info");
     assert.equal(config.redis, null);
     assert.equal(config.jatKeysGenerated, true);
     assert.equal(config.jatKeys.length, 1);
     assert.ok(Object.isFrozen(config) && Object.isFrozen(config.xmpp));
+    assert.ok(Object.isFrozen(config.balance) && Object.isFrozen(config.caps));
   });
 
   it("lists every problem at once, one per variable, without secrets", () => {
@@ -37,7 +39,7 @@ describe("configuration", () => {
       TARGET_JID: "impl@example.org/res",
       REDIS_URL: "postgres://x",
       IQ_TIMEOUT_MS: "soon",
-      BALANCE: "round-robin",
+      BALANCE: "round-robbin",
       LOG_LEVEL: "loud",
       JAT_KEYS: `k1:tiny-secret,bad kid:${jatSecret}`,
     });
@@ -99,6 +101,90 @@ describe("configuration", () => {
     const port = loadConfig({ ...base, HTTP_PORT: "70000" });
     assert.ok(!port.ok);
     assert.deepEqual(port.problems, ["HTTP_PORT: must be a whole number from 0 to 65535"]);
+  });
+
+  it("reads BALANCE and PRIORITY_ROUTING", () => {
+    for (const strategy of ["random", "round-robin", "least-pending", "sticky"] as const) {
+      for (const [priority, highest] of [
+        ["all", false],
+        ["highest", true],
+      ] as const) {
+        const result = loadConfig({ ...base, BALANCE: strategy, PRIORITY_ROUTING: priority });
+        assert.ok(result.ok, `${strategy} ${priority}: ${JSON.stringify(!result.ok && result.problems)}`);
+        assert.deepEqual(result.config.balance, { strategy, highest });
+      }
+    }
+    const unset = loadConfig({ ...base, BALANCE: "", PRIORITY_ROUTING: "" });
+    assert.ok(unset.ok);
+    assert.deepEqual(unset.config.balance, { strategy: "random", highest: false }, "empty is unset");
+    for (const value of ["least-loaded", "Random", "STICKY", " sticky", "round_robin"]) {
+      const result = loadConfig({ ...base, BALANCE: value });
+      assert.ok(!result.ok, value);
+      assert.deepEqual(
+        result.problems,
+        ["BALANCE: must be one of: random, round-robin, least-pending, sticky"],
+        value,
+      );
+    }
+    for (const value of ["lowest", "Highest", "true", "1"]) {
+      const result = loadConfig({ ...base, PRIORITY_ROUTING: value });
+      assert.ok(!result.ok, value);
+      assert.deepEqual(result.problems, ["PRIORITY_ROUTING: must be one of: all, highest"], value);
+    }
+  });
+
+  it("reads CAPS_ROUTING, MAX_CAPS_CACHED and DISCO_INFO_FROM_CACHE", () => {
+    for (const routing of [true, false]) {
+      for (const discoFromCache of [true, false]) {
+        const result = loadConfig({
+          ...base,
+          CAPS_ROUTING: String(routing),
+          DISCO_INFO_FROM_CACHE: String(discoFromCache),
+        });
+        assert.ok(result.ok, JSON.stringify(!result.ok && result.problems));
+        assert.deepEqual(result.config.caps, { routing, maxCached: 1000, discoFromCache });
+      }
+    }
+    for (const [value, maxCached] of [
+      ["1", 1],
+      ["50000", 50_000],
+      ["1000000", 1_000_000],
+    ] as const) {
+      const result = loadConfig({ ...base, MAX_CAPS_CACHED: value });
+      assert.ok(result.ok, value);
+      assert.equal(result.config.caps.maxCached, maxCached);
+    }
+    const unset = loadConfig({ ...base, CAPS_ROUTING: "", MAX_CAPS_CACHED: "", DISCO_INFO_FROM_CACHE: "" });
+    assert.ok(unset.ok);
+    assert.deepEqual(unset.config.caps, { routing: true, maxCached: 1000, discoFromCache: false });
+    for (const name of ["CAPS_ROUTING", "DISCO_INFO_FROM_CACHE"]) {
+      for (const value of ["yes", "no", "TRUE", "False", "1", "0", "on"]) {
+        const result = loadConfig({ ...base, [name]: value });
+        assert.ok(!result.ok, `${name}=${value}`);
+        assert.deepEqual(result.problems, [`${name}: must be true or false`], `${name}=${value}`);
+      }
+    }
+    for (const value of ["0", "1000001", "-1", "1.5", "1e3", "many"]) {
+      const result = loadConfig({ ...base, MAX_CAPS_CACHED: value });
+      assert.ok(!result.ok, value);
+      assert.deepEqual(result.problems, ["MAX_CAPS_CACHED: must be a whole number from 1 to 1000000"], value);
+    }
+    const all = loadConfig({
+      ...base,
+      BALANCE: "fastest",
+      PRIORITY_ROUTING: "lowest",
+      CAPS_ROUTING: "maybe",
+      MAX_CAPS_CACHED: "0",
+      DISCO_INFO_FROM_CACHE: "sometimes",
+    });
+    assert.ok(!all.ok);
+    assert.deepEqual(all.problems, [
+      "BALANCE: must be one of: random, round-robin, least-pending, sticky",
+      "CAPS_ROUTING: must be true or false",
+      "DISCO_INFO_FROM_CACHE: must be true or false",
+      "MAX_CAPS_CACHED: must be a whole number from 1 to 1000000",
+      "PRIORITY_ROUTING: must be one of: all, highest",
+    ]);
   });
 
   it("reads HTTP_HOST (every interface unless set)", () => {
@@ -198,6 +284,10 @@ describe("configuration", () => {
       IQ_TIMEOUT_MS: "-5",
       HTTP_PORT: "x",
       BALANCE: "x",
+      PRIORITY_ROUTING: "x",
+      CAPS_ROUTING: "x",
+      MAX_CAPS_CACHED: "x",
+      DISCO_INFO_FROM_CACHE: "x",
       LOG_LEVEL: "x",
       REDIS_PREFIX: "a b",
       MAX_ID_LENGTH: "0",
@@ -206,7 +296,7 @@ describe("configuration", () => {
       REDIS_CLUSTER_NODES: "x",
     });
     assert.ok(!result.ok);
-    assert.ok(result.problems.length >= 12, result.problems.join("\n"));
+    assert.ok(result.problems.length >= 16, result.problems.join("\n"));
     for (const problem of result.problems) {
       assert.match(problem, /^[A-Z][A-Z0-9_]*: [a-z]/, problem);
       // The validation library's own wording ("Too small: expected number to be >=1", "Invalid input").

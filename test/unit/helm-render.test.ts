@@ -162,6 +162,8 @@ const cases: Case[] = [
       assert.equal(config.jatKeysGenerated, true);
       assert.equal(config.xmpp.tls, null);
       assert.equal(config.httpHost, undefined);
+      assert.deepEqual(config.balance, { strategy: "random", highest: false });
+      assert.deepEqual(config.caps, { routing: true, maxCached: 1000, discoFromCache: false });
       assert.equal(get(deployment, "spec.replicas"), 1);
       for (const name of Object.keys(env))
         assert.doesNotMatch(name, /^(REDIS_(URL|CLUSTER|SENTINEL|PASSWORD))/);
@@ -380,6 +382,36 @@ const cases: Case[] = [
     },
   },
   {
+    name: "sticky balancing to the highest priority, capabilities cached and answering disco#info",
+    values: {
+      replicaCount: 2,
+      jatKeys: JAT_KEYS,
+      redis: { mode: "url", url: REDIS_URL },
+      config: {
+        balance: "sticky",
+        priorityRouting: "highest",
+        maxCapsCached: 250000,
+        discoInfoFromCache: true,
+      },
+    },
+    check: ({ config, env }) => {
+      assert.deepEqual(config.balance, { strategy: "sticky", highest: true });
+      assert.deepEqual(config.caps, { routing: true, maxCached: 250000, discoFromCache: true });
+      assert.equal(env.CAPS_ROUTING, "true");
+      assert.equal(env.DISCO_INFO_FROM_CACHE, "true");
+      assert.equal(env.MAX_CAPS_CACHED, "250000");
+    },
+  },
+  {
+    name: "round-robin without capability routing",
+    values: { config: { balance: "round-robin", capsRouting: false } },
+    check: ({ config, env }) => {
+      assert.deepEqual(config.balance, { strategy: "round-robin", highest: false });
+      assert.deepEqual(config.caps, { routing: false, maxCached: 1000, discoFromCache: false });
+      assert.equal(env.CAPS_ROUTING, "false");
+    },
+  },
+  {
     name: "a budget of maxUnavailable 0 is kept (not taken for unset)",
     values: { podDisruptionBudget: { enabled: true, maxUnavailable: 0 } },
     check: ({ find }) => {
@@ -578,6 +610,15 @@ const refused: Array<[string, Values, RegExp]> = [
   ],
   ["an unknown anti-affinity preset", { podAntiAffinityPreset: { type: "always" } }, /podAntiAffinityPreset/],
   ["a missing required value", { targetJid: "" }, /targetJid is required/],
+  ["an unknown balancing strategy", { config: { balance: "least-loaded" } }, /config\.balance/],
+  [
+    "a priority routing the service does not know",
+    { config: { priorityRouting: "lowest" } },
+    /priorityRouting/,
+  ],
+  // Quoted: YAML 1.1, which helm reads, would take an unquoted no or off for false.
+  ["capability routing as a string", { config: { capsRouting: "false" } }, /capsRouting/],
+  ["no caps ver kept", { config: { maxCapsCached: 0 } }, /maxCapsCached/],
 ];
 
 // ---- helm ----
