@@ -333,7 +333,7 @@ export function createMemoryStore({
       return [...resources.keys()].sort();
     },
     async queueMessage(message, { perRequester, total }) {
-      if (resources.size > 0) return "online";
+      if (candidates().some((c) => c.priority >= 0)) return "online";
       const bare = bareOf(message.requester);
       if ((queuedCounts.get(bare) ?? 0) >= perRequester) return "requester";
       if (queue.length >= total) return "total";

@@ -257,6 +257,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         keys.queue,
         keys.queued,
         keys.resources,
+        keys.presence,
         [queuedAt, requester, to, stanza].join("\x1f"),
         bareOf(requester),
         perRequester,

@@ -118,6 +118,7 @@ export interface ScriptCommands {
     queue: string,
     queued: string,
     resources: string,
+    presence: string,
     entry: string,
     bare: string,
     perRequester: number,

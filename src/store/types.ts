@@ -213,12 +213,6 @@ export interface RoutingView {
   readonly caps: ReadonlyMap<string, string>;
 }
 
-/**
- * Whether the caller should ask the resource for the features behind its `ver` (XEP-0115 section 6.3): true for
- * exactly one caller among all replicas while they are not known and nobody asked within the ask window.
- */
-export type CapsAsk = boolean;
-
 /** The service's presence: unavailable, or available with the show and status of its best resource. */
 export type ServiceState =
   | { readonly available: false }
@@ -269,9 +263,11 @@ export type ClaimResult =
 export interface Store {
   /**
    * RFC 6121 4.2: available presence from a resource of the implementing account. It arrives only through an
-   * approved subscription, so it also marks the subscription approved.
+   * approved subscription, so it also marks the subscription approved. True when the caller should ask the
+   * resource what its caps `ver` stands for (XEP-0115 section 6.3): for exactly one caller among all replicas
+   * while the features are not known and nobody asked within `capsAskMs`.
    */
-  resourceAvailable(resource: string, now: number, presence?: ResourcePresence): Promise<CapsAsk>;
+  resourceAvailable(resource: string, now: number, presence?: ResourcePresence): Promise<boolean>;
   /**
    * XEP-0115 section 5.4: the features behind a `ver`, verified (kept, at most `max` vers, the oldest dropped
    * first), or "unverified" (a hash mismatch or an error: its resources accept everything for a while).
@@ -317,8 +313,8 @@ export interface Store {
   takeMessageSender(requester: string, id: string): Promise<string | null>;
 
   /**
-   * Keeps a requester's message while no resource is online, within the bounds; "online" when a resource is
-   * online after all (the caller forwards it instead).
+   * Keeps a requester's message while no resource takes messages (none online, or all with negative priority),
+   * within the bounds; "online" when one does after all (the caller forwards it instead).
    */
   queueMessage(
     message: QueuedMessage,

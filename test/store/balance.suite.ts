@@ -109,6 +109,17 @@ export function balanceSuite(name: string, make: MakeStore): void {
       assert.equal(await target(store, request({ pick: 0.99 })), "a", "back to available: included again");
     });
 
+    it("messages are kept while every online resource has negative priority, as if none were online", async () => {
+      const limits = { perRequester: 10, total: 10, ttlMs: 60_000 };
+      const message = { queuedAt: T0, requester: "u@x/y", to: "proxy.example.org", stanza: "<message/>" };
+      assert.equal(await store.queueMessage(message, limits), "online");
+      for (const name of ["a", "b", "c"]) await store.resourceAvailable(name, T0, presence(-1));
+      assert.equal(await store.queueMessage(message, limits), "queued");
+      await store.resourceAvailable("b", T0, presence(0));
+      assert.equal(await store.queueMessage(message, limits), "online");
+      assert.equal((await store.takeMessages(10)).length, 1);
+    });
+
     it("dnd and xa drain while another resource takes requests; alone, they still get them", async () => {
       await store.resourceAvailable("a", T0, presence(0, "dnd"));
       await store.resourceAvailable("b", T0, presence(0, "xa"));
