@@ -61,7 +61,8 @@ local function at(list, fraction)
   return list[i]
 end
 
--- k: {presence, caps, counts, gone} keys (caps only needed with a namespace; without gone, moved is not told).  a: {strategy, highest ("1"/"0"), pick, requester, namespace, now}.
+-- k: {presence, caps, counts, gone} keys (caps only needed with a namespace; without gone, moved is not told).
+-- a: {strategy, highest ("1"/"0"), pick, requester, namespace, now}.
 -- Returns resource, {negative, capability, drained, priority}, moved ("1"/"0"); or nil and the reason:
 -- "no-resource" | "no-eligible" | "no-capable" | "capabilities-pending".
 local function choose(names, k, a)
