@@ -7,6 +7,8 @@
  * domain, each keeping a few in flight, and every request the service forwards to a resource is answered at
  * once. Stanzas are written and scanned as strings (no DOM), so the fake server costs little next to the
  * service. The result is the service's CPU time per request, and requests per second per core (1 / that).
+ * Two resources are online so that a balancing strategy (BALANCE, set through `env`) has a choice to make;
+ * the requests forwarded to each during the window are counted (Measurement.byResource).
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
@@ -29,6 +31,8 @@ export interface CapacityOptions {
   /** Fake requesters, and requests in flight per requester. */
   requesters: number;
   window: number;
+  /** Further settings of the replica, e.g. { BALANCE: "sticky" }. */
+  env?: Record<string, string>;
 }
 
 /**
@@ -119,6 +123,8 @@ interface FakeServer {
     seconds: number;
     unanswered: number;
     latency: Samples;
+    /** Requests forwarded to each resource between mark and stop. */
+    byResource: Record<string, number>;
   }>;
   /** Sends one request and resolves with its answer's type (readiness check). */
   ping(): Promise<string>;
@@ -142,6 +148,7 @@ async function startFakeServer(requesters: number, window: number): Promise<Fake
   let completed = 0;
   let errors = 0;
   const errorConditions: Record<string, number> = {};
+  let byResource: Record<string, number> = {};
   let markedAt = 0;
   let seq = 0;
   // Unique across rounds: the service's tombstones are keyed by requester and id.
@@ -184,7 +191,9 @@ async function startFakeServer(requesters: number, window: number): Promise<Fake
     const { type, id = "", to = "", from = "" } = attrs;
     if (type === "get" || type === "set") {
       // A request forwarded to a resource: the implementing client answers at once.
-      out += `<iq type="result" id="${id}" from="${to}" to="${from}"><echo xmlns="${NS_ECHO}" resource="${to.slice(to.indexOf("/") + 1)}">x</echo></iq>`;
+      const resource = to.slice(to.indexOf("/") + 1);
+      if (counting) byResource[resource] = (byResource[resource] ?? 0) + 1;
+      out += `<iq type="result" id="${id}" from="${to}" to="${from}"><echo xmlns="${NS_ECHO}" resource="${resource}">x</echo></iq>`;
       return;
     }
     const ping = pings.get(id);
@@ -265,6 +274,7 @@ async function startFakeServer(requesters: number, window: number): Promise<Fake
     mark() {
       completed = 0;
       errors = 0;
+      byResource = {};
       latency.clear();
       markedAt = performance.now();
       counting = true;
@@ -273,7 +283,14 @@ async function startFakeServer(requesters: number, window: number): Promise<Fake
       const seconds = (performance.now() - markedAt) / 1000;
       counting = false;
       sending = false;
-      const result = { completed, errors, errorConditions: { ...errorConditions }, seconds, latency };
+      const result = {
+        completed,
+        errors,
+        errorConditions: { ...errorConditions },
+        seconds,
+        latency,
+        byResource: { ...byResource },
+      };
       if (inFlight.size > 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, drainMs);
@@ -308,6 +325,7 @@ export async function runCapacity(opts: CapacityOptions): Promise<Measurement> {
     const replica = await startReplica(
       { componentPort: fake.port, componentDomain: DOMAIN, componentSecret: fake.secret, target: TARGET },
       opts.redis?.url ?? null,
+      opts.env,
     );
     try {
       await withTimeout(fake.online, 15_000, "the service did not connect to the fake server");

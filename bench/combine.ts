@@ -70,6 +70,10 @@ export function combine(rounds: Measurement[]): Measurement {
     };
   }
 
+  const byResource = rounds.every((m) => m.byResource)
+    ? addCounts(rounds.map((m) => m.byResource ?? {}))
+    : undefined;
+
   return {
     seconds,
     completed,
@@ -84,6 +88,7 @@ export function combine(rounds: Measurement[]): Measurement {
       max: Math.max(...rounds.map((m) => m.latency.max)),
       mean: latencyWeighted((m) => m.latency.mean),
     },
+    ...(byResource ? { byResource } : {}),
     component,
     redis,
     cores: {

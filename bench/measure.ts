@@ -11,7 +11,11 @@ import type { RedisProbe, RedisWork } from "./redis-stats.js";
 import type { LatencySummary } from "./stats.js";
 
 /** What the load generator reports for a window; its CPU time is null when it is this process (clientCores). */
-export type LoadWindow = Omit<LoadResult, "cpuSeconds"> & { loadCpuSeconds: number | null };
+export type LoadWindow = Omit<LoadResult, "cpuSeconds"> & {
+  loadCpuSeconds: number | null;
+  /** Requests forwarded to each resource of the implementing account (capacity mode only). */
+  byResource?: Record<string, number>;
+};
 
 export interface MeasureOptions {
   /** The proxy's processes (service replicas or the minimal component); empty for the direct path. */
@@ -39,6 +43,8 @@ export interface Measurement {
   unanswered: number;
   requestsPerSecond: number;
   latency: LatencySummary;
+  /** Requests forwarded to each resource during the window, when the load knows (capacity mode). */
+  byResource?: Record<string, number>;
   /** Of all the proxy's processes together; null without a proxy. */
   component: ComponentUsage | null;
   redis: RedisUsage | null;
@@ -181,6 +187,7 @@ export async function measure(opts: MeasureOptions): Promise<Measurement> {
     unanswered: window.unanswered,
     requestsPerSecond: window.seconds > 0 ? window.completed / window.seconds : 0,
     latency: window.latency,
+    ...(window.byResource ? { byResource: window.byResource } : {}),
     component,
     redis: redisUsage,
     cores: {

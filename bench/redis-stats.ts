@@ -13,10 +13,10 @@ import { Redis } from "ioredis";
 const SCRIPT_CALLS = new Set(["evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro"]);
 const LUA_DIR = new URL("../src/store/lua/", import.meta.url);
 
-/** Command names (lower case) that the service's Lua scripts call. */
+/** Command names (lower case) that the service's Lua scripts call, the files they include (lib/) too. */
 function scriptCommands(): Set<string> {
   const names = new Set<string>();
-  for (const file of readdirSync(LUA_DIR)) {
+  for (const file of readdirSync(LUA_DIR, { recursive: true, encoding: "utf8" })) {
     if (!file.endsWith(".lua")) continue;
     const text = readFileSync(new URL(file, LUA_DIR), "utf8");
     for (const match of text.matchAll(/redis\.p?call\(\s*["']([A-Za-z]+)["']/g)) {

@@ -5,7 +5,9 @@
  * Paths, back to back (ids for BENCH_PATHS):
  *   prosody-direct, prosody-minimal, prosody-minimal-token, prosody-redis, prosody-memory,
  *   ejabberd-direct, ejabberd-minimal, ejabberd-redis-1, ejabberd-redis-2,
- *   capacity-redis, capacity-memory (one replica against a fake XMPP server: bench/capacity.ts)
+ *   capacity-redis, capacity-memory (one replica against a fake XMPP server: bench/capacity.ts),
+ *   capacity-redis-round-robin, capacity-redis-least-pending, capacity-redis-sticky (capacity-redis with
+ *   BALANCE set: what each balancing strategy costs per request next to the default, random)
  *
  * Environment: BENCH_SECONDS (measured time per path, default 10; smoke 2), BENCH_WARMUP_SECONDS (3; smoke 1),
  * BENCH_CONNECTIONS (requester connections, 4), BENCH_WINDOW (requests in flight per connection, 16),
@@ -13,13 +15,14 @@
  * BENCH_HEAP_LIMIT_MB (--max-old-space-size of the replicas, as the Helm chart's heapLimitMb),
  * BENCH_ROUNDS (rounds of the Prosody and capacity paths, default 2; smoke 1), BENCH_CPU_PROF_DIR (write a
  * V8 CPU profile of every service replica there: for finding where the time goes, not for the numbers).
- * `--smoke`: 2 s per path, Prosody and capacity paths only.
+ * `--smoke`: 2 s per path, Prosody and capacity paths only (of the strategies, least-pending).
  *
  * Everything runs on 127.0.0.1 with private servers on free ports; every process started is stopped at the
  * end, on an error and on Ctrl-C. Results: bench/results/<timestamp>.{json,md,svg}.
  */
 import { readFileSync } from "node:fs";
 import type { Element } from "@xmpp/xml";
+import type { BalanceStrategy } from "../src/routing/choose.js";
 import { type Client, sendIq, stopClient } from "../test/harness/clients.js";
 import { type EjabberdServer, startEjabberd } from "../test/harness/ejabberd.js";
 import { type ProsodyServer, startProsody } from "../test/harness/prosody.js";
@@ -54,7 +57,10 @@ type PathId =
   | "ejabberd-redis-1"
   | "ejabberd-redis-2"
   | "capacity-redis"
-  | "capacity-memory";
+  | "capacity-memory"
+  | "capacity-redis-round-robin"
+  | "capacity-redis-least-pending"
+  | "capacity-redis-sticky";
 
 type PathInfo = Omit<PathResult, keyof Measurement | "rounds">;
 
@@ -98,6 +104,9 @@ const PATHS: Record<PathId, PathInfo> = {
     "memory",
     1,
   ),
+  "capacity-redis-round-robin": strategy("round-robin"),
+  "capacity-redis-least-pending": strategy("least-pending"),
+  "capacity-redis-sticky": strategy("sticky"),
 };
 const ALL = Object.keys(PATHS) as PathId[];
 const SMOKE: PathId[] = [
@@ -107,6 +116,9 @@ const SMOKE: PathId[] = [
   "prosody-memory",
   "capacity-redis",
   "capacity-memory",
+  // One strategy besides random: BALANCE reaches the replica and the balancing table and target are written.
+  // least-pending, because it adds work to both scripts of a request (forward and claim).
+  "capacity-redis-least-pending",
 ];
 
 function info(
@@ -116,8 +128,20 @@ function info(
   via: PathInfo["via"],
   store: PathInfo["store"],
   replicas: number,
+  balance: BalanceStrategy | null = via === "service" ? "random" : null,
 ): PathInfo {
-  return { id, label, server, via, store, replicas };
+  return { id, label, server, via, store, replicas, balance };
+}
+
+/** capacity-redis with another balancing strategy than the default (random). */
+function strategy(balance: Exclude<BalanceStrategy, "random">): PathInfo {
+  const id = `capacity-redis-${balance}` as const;
+  return info(id, `capacity: 1 replica, Redis, ${balance}`, "fake", "service", "redis", 1, balance);
+}
+
+/** The settings a path's replicas run with beyond the defaults: BALANCE when not the default. */
+function replicaEnv(path: PathInfo): Record<string, string> {
+  return path.balance && path.balance !== "random" ? { BALANCE: path.balance } : {};
 }
 
 const smoke = process.argv.includes("--smoke");
@@ -314,7 +338,8 @@ async function serverPhase(
           const redisUrl = path.store === "redis" ? (shared.redis?.server.url ?? null) : null;
           const replicas: Replica[] = [];
           try {
-            for (let i = 0; i < path.replicas; i++) replicas.push(await startReplica(xmpp, redisUrl));
+            for (let i = 0; i < path.replicas; i++)
+              replicas.push(await startReplica(xmpp, redisUrl, replicaEnv(path)));
             await waitServing(checker, proxy);
             return await endToEnd(
               shared,
@@ -390,6 +415,7 @@ async function main(): Promise<number> {
             seconds: settings.seconds,
             requesters: settings.capacityRequesters,
             window: settings.capacityWindow,
+            env: replicaEnv(PATHS[id]),
           }),
         );
       }

@@ -62,8 +62,15 @@ function replicaNodeOptions(): Record<string, string> {
   };
 }
 
-/** One replica, LOG_LEVEL=warn; resolves once /readyz says it is connected with its store reachable. */
-export async function startReplica(xmpp: XmppTarget, redisUrl: string | null): Promise<Replica> {
+/**
+ * One replica, LOG_LEVEL=warn; resolves once /readyz says it is connected with its store reachable. `env`:
+ * further settings of the service (BALANCE, say), over the defaults above.
+ */
+export async function startReplica(
+  xmpp: XmppTarget,
+  redisUrl: string | null,
+  env: Record<string, string> = {},
+): Promise<Replica> {
   const httpPort = await freePort();
   const service = startService({
     XMPP_SERVICE: `xmpp://127.0.0.1:${xmpp.componentPort}`,
@@ -74,6 +81,7 @@ export async function startReplica(xmpp: XmppTarget, redisUrl: string | null): P
     HTTP_PORT: String(httpPort),
     LOG_LEVEL: "warn",
     ...replicaNodeOptions(),
+    ...env,
   });
   const stop = onCleanup(`service ${service.child.pid}`, () => service.stop());
   try {
