@@ -8,16 +8,8 @@ import { createOutbox } from "./delivery/outbox.js";
 import { createHttpServer } from "./http/server.js";
 import { createJat } from "./jat/token.js";
 import { createMetrics } from "./metrics.js";
-import { createCapabilities } from "./proxy/capabilities.js";
-import { createForwarder } from "./proxy/forward.js";
-import { createInbound } from "./proxy/inbound.js";
-import { createMessenger } from "./proxy/messages.js";
-import { createPresence } from "./proxy/presence.js";
-import { createRequestsOut } from "./proxy/requests-out.js";
-import { createResender } from "./proxy/resend.js";
-import { createReplier } from "./proxy/route-reply.js";
+import { createHandlers } from "./proxy/handlers.js";
 import { createAnswerer } from "./proxy/send-error.js";
-import { createServicePresence } from "./proxy/service-presence.js";
 import { createSweeper } from "./proxy/sweeper.js";
 import { createTracker, NO_TRACKER } from "./recovery/tracker.js";
 import { openStore, waitForStore } from "./store/open.js";
@@ -99,135 +91,25 @@ export async function startService(
         },
         log,
       });
-  /** The random part of balancing decisions (BALANCE=random; ties); the store applies it (routing/choose.ts). */
-  const pick = Math.random;
-  const resend = createResender({ jat, send, domain, target, metrics, log });
-  const admission = {
-    allow: config.requesters.allow,
-    deny: config.requesters.deny,
-    maxIdLength: config.limits.idLength,
-  };
-  const servicePresence = createServicePresence({
-    store,
-    send,
-    domain,
-    approve: config.servicePresence.approve,
-    maxSubscribers: config.servicePresence.maxSubscribers,
-    admission,
-    log,
-    metrics,
-  });
-  const messages = createMessenger({
+  const { inbound, presence, messages } = createHandlers({
+    config,
     store,
     jat,
     send,
+    answerError,
+    outbox,
+    tracker,
+    clock,
+    ttls,
     domain,
     target,
-    rememberMs: ttls.tombstoneMs,
-    queue: config.messageQueue,
-    clock,
-    highest: config.balance.highest,
+    connected: () => connectionState() === "connected",
     log,
     metrics,
-  });
-  const capabilities = createCapabilities({
-    store,
-    send,
-    clock,
-    domain,
-    target,
-    maxCached: config.caps.maxCached,
-    unverifiedMs: ttls.capsUnverifiedMs,
-    log,
-    metrics,
-  });
-  const presence = createPresence({
-    store,
-    send,
-    clock,
-    domain,
-    target,
-    log,
-    pick,
-    resend,
-    balance: config.balance,
-    confirmMs: config.resourceConfirmMs,
-    askCaps: capabilities.ask,
-    // The service's presence may have changed, and kept messages may have a resource now.
-    onChange: () =>
-      Promise.all([
-        servicePresence
-          .refresh()
-          .catch((err: unknown) => log.warn({ err }, "store unavailable: service presence")),
-        messages
-          .deliverKept()
-          .catch((err: unknown) => log.warn({ err }, "store unavailable: kept messages not delivered")),
-      ]).then(() => {}),
   });
   relearnPresence = () => {
     if (connectionState() === "connected") void presence.onOnline();
   };
-  const inbound = createInbound({
-    ctx: { domain, target },
-    capabilities,
-    caps: config.caps,
-    admission,
-    forward: createForwarder({
-      store,
-      jat,
-      send,
-      answerError,
-      pick,
-      balance: config.balance,
-      capsRouting: config.caps.routing,
-      clock,
-      domain,
-      target,
-      timeoutMs: config.iqTimeoutMs,
-      maxKeptPayloadBytes: config.limits.keptPayloadBytes,
-      retryGraceMs: ttls.tombstoneMs / 2,
-      log,
-      metrics,
-      tracker,
-    }),
-    reply: createReplier({
-      timeoutMs: config.iqTimeoutMs,
-      leaseMs: ttls.answerLeaseMs,
-      canSend: () => connectionState() === "connected",
-      store,
-      jat,
-      outbox,
-      send,
-      clock,
-      log,
-      metrics,
-      pick,
-      balance: config.balance,
-      resend,
-      tracker,
-      onBounce: () => presence.probe(),
-    }),
-    messages,
-    requestsOut: createRequestsOut({
-      store,
-      jat,
-      send,
-      answerError,
-      outbox,
-      clock,
-      domain,
-      timeoutMs: config.iqTimeoutMs,
-      retryGraceMs: ttls.tombstoneMs / 2,
-      leaseMs: ttls.answerLeaseMs,
-      canSend: () => connectionState() === "connected",
-      log,
-      metrics,
-    }),
-    presence,
-    servicePresence,
-    answerError,
-    log,
-  });
 
   const connection = createXmppConnection({
     ...config.xmpp,

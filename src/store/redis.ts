@@ -1,15 +1,17 @@
 /**
  * The Redis store: shared by every replica of one component domain. Each multi-step change is one Lua script
  * (./lua, one typed method each in scripts.ts); every key comes from keys.ts and carries a TTL as a safety net.
+ * This file holds the request lifecycle; the presence side (redis-presence.ts) and the messages
+ * (redis-messages.ts) are spread into the same Store, all talking to Redis through redis-calls.ts.
  */
 import { randomUUID } from "node:crypto";
-import { Cluster, type Redis } from "ioredis";
-import type { BalancePolicy } from "../routing/choose.js";
+import type { Cluster, Redis } from "ioredis";
+import { bareOf } from "../xmpp/jid.js";
 import { type Keys, requestOfMember } from "./keys.js";
-import { describeRedisError, outcomeOf } from "./outcome.js";
-import { candidateOf, encodePresence } from "./presence-entry.js";
+import { createRedisCalls } from "./redis-calls.js";
 import { closeRedisClient } from "./redis-client.js";
-import { defineScripts, type ScriptCommands } from "./scripts.js";
+import { createRedisMessages } from "./redis-messages.js";
+import { createRedisPresence } from "./redis-presence.js";
 import {
   type ClaimResult,
   DEFAULT_TTLS,
@@ -17,14 +19,11 @@ import {
   type FailoverResult,
   type ForwardResult,
   type IqRequestType,
-  type MovedRequest,
   type PendingRequest,
-  PLAIN_PRESENCE,
   RANDOM_POLICY,
   type Store,
   type StoreLimits,
   type StoreTtls,
-  StoreUnavailableError,
   type SweepResult,
 } from "./types.js";
 
@@ -42,112 +41,12 @@ export interface RedisStoreDeps {
 
 export const NO_LIMITS: StoreLimits = Object.freeze({ perRequester: 1e12, total: 1e12 });
 
-/** Pending records scanned per call when a resource goes away: a few ms of Redis time each. */
-const GONE_CHUNK = 200;
-
-type Script = keyof ScriptCommands;
-
 export function createRedisStore(deps: RedisStoreDeps): Store {
   const { redis: client, keys, ttls = DEFAULT_TTLS, limits = NO_LIMITS, wait } = deps;
-  const redis = defineScripts(client);
+  const calls = createRedisCalls({ client, wait });
+  const { redis, call, write } = calls;
   const indexTtl = ttls.presenceMs + ttls.recordGraceMs;
-
-  /** Every failure of the store becomes one error type, with no URL or password in its message. */
-  async function call<T>(what: string, op: () => Promise<T>): Promise<T> {
-    try {
-      return await op();
-    } catch (err) {
-      if (err instanceof StoreUnavailableError) throw err;
-      throw new StoreUnavailableError(`Redis ${what} failed: ${describeRedisError(err)}`, {
-        cause: err,
-        outcome: outcomeOf(err),
-      });
-    }
-  }
-
-  /** A script that changes state, made durable with WAIT when configured (one round trip either way). */
-  async function write<K extends Script>(
-    what: string,
-    name: K,
-    ...args: Parameters<ScriptCommands[K]>
-  ): Promise<Awaited<ReturnType<ScriptCommands[K]>>> {
-    type R = Awaited<ReturnType<ScriptCommands[K]>>;
-    const script = redis[name] as unknown as (...a: unknown[]) => Promise<R>;
-    if (!wait || wait.replicas === 0) return call<R>(what, () => script.apply(redis, args));
-    const durable = async (): Promise<unknown> => {
-      const pipeline = client.pipeline() as unknown as Record<string, (...a: unknown[]) => unknown> & {
-        wait(replicas: number, timeout: number): unknown;
-        exec(): Promise<Array<[Error | null, unknown]> | null>;
-      };
-      (pipeline[name] as (...a: unknown[]) => unknown)(...args);
-      pipeline.wait(wait.replicas, wait.timeoutMs);
-      const results = (await pipeline.exec()) ?? [];
-      const [scriptError, result] = results[0] ?? [new Error("no reply"), null];
-      const [waitError, acknowledged] = results[1] ?? [new Error("no reply"), 0];
-      if (client instanceof Cluster && [scriptError, result, waitError, acknowledged].some(isRedirection)) {
-        // ioredis 5.11 does not follow MOVED/ASK in a pipeline mixing a script and WAIT, and after a failover it
-        // may even hand one command's reply to the other: refresh the slot map and retry with the same op.
-        client.refreshSlotsCache();
-        throw new StoreUnavailableError(`Redis ${what}: the domain's slot moved`, { outcome: "unknown" });
-      }
-      if (scriptError) throw scriptError;
-      if (waitError || Number(acknowledged) < wait.replicas) {
-        throw new StoreUnavailableError(
-          `Redis ${what}: acknowledged by ${Number(acknowledged) || 0} of ${wait.replicas} replicas`,
-          { outcome: "unknown" },
-        );
-      }
-      return result;
-    };
-    return call<R>(what, durable as () => Promise<R>);
-  }
-
   const leaseEnd = (now: number) => now + ttls.answerLeaseMs;
-
-  async function resourceGone(
-    resource: string,
-    now: number,
-    pick: number,
-    balance: BalancePolicy = RANDOM_POLICY,
-  ): Promise<MovedRequest[]> {
-    const moved: MovedRequest[] = [];
-    let cursor = 0;
-    let count = 0;
-    do {
-      const flat = await write(
-        "presence",
-        "resourceGone",
-        keys.resources,
-        keys.gone,
-        keys.deadlines,
-        keys.counts,
-        keys.presence,
-        now,
-        ttls.presenceMs,
-        resource,
-        keys.recordPrefix,
-        pick,
-        cursor,
-        GONE_CHUNK,
-        ttls.goneMs,
-        balance.strategy,
-        balance.highest ? "1" : "0",
-        count,
-      );
-      cursor = Number(flat[0] ?? 0);
-      count = Number(flat[1] ?? 0);
-      for (let i = 2; i + 5 <= flat.length; i += 5) {
-        moved.push({
-          requester: flat[i] ?? "",
-          id: flat[i + 1] ?? "",
-          resource: flat[i + 2] ?? "",
-          payload: flat[i + 3] ?? "",
-          gen: Number(flat[i + 4] ?? 0),
-        });
-      }
-    } while (cursor > 0);
-    return moved;
-  }
 
   /** One sweep-3 call over a deadline index and its records (legacy: the keys of versions before 0.2). */
   async function sweepIndex(
@@ -193,97 +92,8 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
   }
 
   return {
-    resourceAvailable: (resource, now, presence = PLAIN_PRESENCE) =>
-      write(
-        "presence",
-        "resourceAvailable",
-        keys.resources,
-        keys.subscription,
-        keys.gone,
-        keys.presence,
-        keys.caps,
-        resource,
-        now,
-        ttls.presenceMs,
-        encodePresence(presence),
-        presence.ver,
-        ttls.capsAskMs,
-      ).then((ask) => ask === 1),
-    storeCaps: (ver, entry, now, max) =>
-      write("caps", "capsStore", keys.caps, keys.capsOrder, ver, entry, now, max, ttls.presenceMs).then(
-        () => {},
-      ),
-    async routingView() {
-      const flat = await call("presence", () => redis.routingView(keys.resources, keys.presence, keys.caps));
-      const count = Number(flat[0] ?? 0);
-      const candidates = [];
-      for (let i = 0; i < count; i++) candidates.push(candidateOf(flat[1 + 2 * i] ?? "", flat[2 + 2 * i]));
-      const caps = new Map<string, string>();
-      for (let i = 1 + 2 * count; i + 1 < flat.length; i += 2) caps.set(flat[i] ?? "", flat[i + 1] ?? "");
-      return { candidates, caps };
-    },
-    async serviceState() {
-      const [changed, state] = await write(
-        "presence",
-        "serviceState",
-        keys.resources,
-        keys.presence,
-        keys.service,
-        ttls.presenceMs,
-      );
-      const [kind, show = "", status = ""] = state.split("\x1f");
-      return {
-        changed: changed === "1",
-        state: kind === "available" ? { available: true, show, status } : { available: false },
-      };
-    },
-    addSubscriber: (bare, max) =>
-      write("subscriber", "subscribe", keys.subscribers, bare, max).then((added) => added === 1),
-    async removeSubscriber(bare) {
-      await call("subscriber", () => redis.srem(keys.subscribers, bare));
-    },
-    isSubscriber: (bare) =>
-      call("subscriber", () => redis.sismember(keys.subscribers, bare)).then((member) => member === 1),
-    subscribers: () => call("subscriber", () => redis.smembers(keys.subscribers)),
-    resourceUnavailable: (resource, now, pick, balance) => resourceGone(resource, now, pick, balance),
-    clearResources: (now) => resourceGone("", now, 0).then(() => {}),
-    expireResources: (since, now) =>
-      write("presence", "expireResources", keys.resources, keys.gone, since, now, ttls.presenceMs),
-    onlineResources: () => call("presence", () => redis.hkeys(keys.resources)).then((list) => list.sort()),
-    queueMessage: ({ queuedAt, requester, to, stanza }, { perRequester, total, ttlMs }) =>
-      write(
-        "message",
-        "queueMessage",
-        keys.queue,
-        keys.queued,
-        keys.resources,
-        keys.presence,
-        [queuedAt, requester, to, stanza].join("\x1f"),
-        bareOf(requester),
-        perRequester,
-        total,
-        ttlMs,
-      ) as Promise<"queued" | "online" | "requester" | "total">,
-    async takeMessages(count, before) {
-      const entries = await write("message", "takeMessages", keys.queue, keys.queued, count, before ?? "");
-      return entries.map((entry) => {
-        // queued-at, requester and address hold no 0x1F (digits, JIDs); the message is the rest.
-        const [queuedAt = "0", requester = "", to = ""] = entry.split("\x1f", 3);
-        const stanza = entry.slice(queuedAt.length + requester.length + to.length + 3);
-        return { queuedAt: Number(queuedAt), requester, to, stanza };
-      });
-    },
-    async rememberMessage(requester, id, resource, ttlMs) {
-      await call("message", () => redis.set(keys.message(requester, id), resource, "PX", ttlMs));
-    },
-    takeMessageSender: (requester, id) => call("message", () => redis.getdel(keys.message(requester, id))),
-    async setSubscriptionApproved(approved) {
-      if (approved)
-        await call("subscription", () => redis.set(keys.subscription, "1", "PX", ttls.presenceMs));
-      else await call("subscription", () => redis.del(keys.subscription));
-    },
-    subscriptionApproved: () =>
-      call("subscription", () => redis.get(keys.subscription)).then((v) => v === "1"),
+    ...createRedisPresence({ calls, keys, ttls }),
+    ...createRedisMessages({ calls, keys }),
 
     async requestOut({ asker, askerId, to, answerer, sentId, type, now, deadline, op }) {
       const member = keys.member(answerer, sentId);
@@ -482,18 +292,6 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
     close: () => closeRedisClient(client),
   };
 }
-
-/** A reply, or a reply in the wrong place, that says the slot lives elsewhere or the cluster is changing. */
-const isRedirection = (value: unknown): boolean => {
-  const text = value instanceof Error ? value.message : typeof value === "string" ? value : "";
-  return /^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN) /.test(text) || text.includes("replica instances");
-};
-
-/** The bare JID of a full JID (RFC 7622 section 3.1: the resource starts at the first '/'). */
-const bareOf = (jid: string) => {
-  const slash = jid.indexOf("/");
-  return slash < 0 ? jid : jid.slice(0, slash);
-};
 
 function claimOf(reply: Array<string | null>): ClaimResult {
   const status = reply[0];

@@ -371,6 +371,33 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/**
+ * The presence side of a Store as each implementation builds it apart from its requests (redis-presence.ts,
+ * memory-presence.ts); `resourceUnavailable`, which also moves pending requests, is not in it.
+ */
+export type StorePresence = Pick<
+  Store,
+  | "resourceAvailable"
+  | "storeCaps"
+  | "routingView"
+  | "serviceState"
+  | "addSubscriber"
+  | "removeSubscriber"
+  | "isSubscriber"
+  | "subscribers"
+  | "expireResources"
+  | "clearResources"
+  | "onlineResources"
+  | "setSubscriptionApproved"
+  | "subscriptionApproved"
+>;
+
+/** The messages of a Store as each implementation builds it apart (redis-messages.ts, memory-messages.ts). */
+export type StoreMessages = Pick<
+  Store,
+  "queueMessage" | "takeMessages" | "rememberMessage" | "takeMessageSender"
+>;
+
 /** Safety-net lifetimes. The deadline index, not these, drives timeouts. */
 export interface StoreTtls {
   /** How long a pending record outlives its deadline before Redis deletes it anyway. */

@@ -3,7 +3,7 @@
 -- "Messages, both ways"), within the bounds per requester and in total.
 -- KEYS[1]  message queue (list, oldest first)   KEYS[2]  queued count per bare JID   KEYS[3]  resources hash
 -- KEYS[4]  presence hash (resource -> priority first, 0x1F after it)
--- ARGV[1]  the entry (queued-at ms, requester, address it was sent to, message; see store/redis.ts)
+-- ARGV[1]  the entry (queued-at ms, requester, address it was sent to, message; see store/redis-messages.ts)
 -- ARGV[2]  the requester's bare JID   ARGV[3]  most per requester   ARGV[4]  most in total   ARGV[5]  TTL (ms)
 -- Returns  "queued" | "online" (a resource takes it: forward it instead) | "requester" | "total" (a bound)
 local names = redis.call("HKEYS", KEYS[3])
