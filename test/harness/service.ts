@@ -24,10 +24,14 @@ export interface ServiceProcess {
   kill(): Promise<void>;
 }
 
-export function startService(env: Record<string, string>): ServiceProcess {
+/** `root`: run the code of another checkout (test/harness/release.ts), by default this one's. */
+export function startService(
+  env: Record<string, string>,
+  { root = ROOT }: { root?: string } = {},
+): ServiceProcess {
   const child = track(
     spawn(process.execPath, ["--import", "tsx", "src/cli.ts"], {
-      cwd: ROOT,
+      cwd: root,
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     }),

@@ -16,26 +16,30 @@ export const JAT_KEYS = "k1:0123456789abcdef0123456789abcdef";
 /**
  * Starts `count` replicas for the server's component domain with `env` added, and waits until all are ready; with
  * `standby` (Prosody: one component connection per domain), until one is connected and the others stand by.
+ * `root`: the code of another checkout (test/harness/release.ts).
  */
 export async function startReplicas(
   server: TestServer & { readonly componentPort: number; readonly componentSecret: string },
   count: number,
   env: Record<string, string>,
-  { standby = false }: { standby?: boolean } = {},
+  { standby = false, root }: { standby?: boolean; root?: string } = {},
 ): Promise<Replica[]> {
   const replicas: Replica[] = [];
   for (let i = 0; i < count; i++) {
     const port = await freePort();
-    const service = startService({
-      XMPP_SERVICE: `xmpp://127.0.0.1:${server.componentPort}`,
-      XMPP_DOMAIN: server.componentDomain,
-      XMPP_PASSWORD: server.componentSecret,
-      TARGET_JID: `impl@${server.domain}`,
-      JAT_KEYS,
-      HTTP_PORT: String(port),
-      LOG_LEVEL: "info",
-      ...env,
-    });
+    const service = startService(
+      {
+        XMPP_SERVICE: `xmpp://127.0.0.1:${server.componentPort}`,
+        XMPP_DOMAIN: server.componentDomain,
+        XMPP_PASSWORD: server.componentSecret,
+        TARGET_JID: `impl@${server.domain}`,
+        JAT_KEYS,
+        HTTP_PORT: String(port),
+        LOG_LEVEL: "info",
+        ...env,
+      },
+      root === undefined ? {} : { root },
+    );
     replicas.push({ service, port });
   }
   const path = standby ? "/readyz?standby=ready" : "/readyz";
