@@ -9,6 +9,10 @@
  * service. The result is the service's CPU time per request, and requests per second per core (1 / that).
  * Two resources are online so that a balancing strategy (BALANCE, set through `env`) has a choice to make;
  * the requests forwarded to each during the window are counted (Measurement.byResource).
+ *
+ * The same fake server and load also measure the baselines (`component`): the minimal stateless component
+ * (bench/minimal-component.ts), and the Redis floor (the same with a SET per request and a GETDEL per answer),
+ * so that the service's CPU and its Redis's CPU per request at capacity can be set against theirs.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
@@ -16,7 +20,7 @@ import { until } from "../test/integration/helpers.js";
 import { onCleanup } from "./cleanup.js";
 import { type Measurement, measure } from "./measure.js";
 import type { RedisProbe } from "./redis-stats.js";
-import { startReplica } from "./services.js";
+import { startMinimal, startReplica } from "./services.js";
 import { Samples } from "./stats.js";
 
 const DOMAIN = "proxy.localhost";
@@ -33,6 +37,11 @@ export interface CapacityOptions {
   window: number;
   /** Further settings of the replica, e.g. { BALANCE: "sticky" }. */
   env?: Record<string, string>;
+  /**
+   * What connects to the fake server: a replica of the service (the default), the minimal stateless component,
+   * or the Redis floor (the minimal component with a SET and a GETDEL per request on `redis`).
+   */
+  component?: "service" | "minimal" | "floor";
 }
 
 /**
@@ -316,17 +325,32 @@ async function startFakeServer(requesters: number, window: number): Promise<Fake
   };
 }
 
-/** One capacity measurement: a fresh replica against a fresh fake server. */
+/** One capacity measurement: a fresh replica (or baseline component) against a fresh fake server. */
 export async function runCapacity(opts: CapacityOptions): Promise<Measurement> {
+  const kind = opts.component ?? "service";
+  if (kind === "floor" && !opts.redis) throw new Error("the Redis floor needs Redis");
   const fake = await startFakeServer(opts.requesters, opts.window);
   const closeFake = onCleanup("fake XMPP server", () => fake.close());
   try {
     if (opts.redis) await opts.redis.probe.flush();
-    const replica = await startReplica(
-      { componentPort: fake.port, componentDomain: DOMAIN, componentSecret: fake.secret, target: TARGET },
-      opts.redis?.url ?? null,
-      opts.env,
-    );
+    const xmpp = {
+      componentPort: fake.port,
+      componentDomain: DOMAIN,
+      componentSecret: fake.secret,
+      target: TARGET,
+    };
+    const replica: { pid: number; heapUsed?: () => Promise<number | null>; stop(): Promise<void> } =
+      kind === "service"
+        ? await startReplica(xmpp, opts.redis?.url ?? null, opts.env)
+        : await startMinimal(xmpp, RESOURCES, "plain", kind === "floor" ? (opts.redis?.url ?? null) : null);
+    // The floor runs no script: every command it sends is a round trip (SET is also called by the scripts).
+    const redis = opts.redis;
+    const probe: RedisProbe | null =
+      redis === null
+        ? null
+        : kind === "floor"
+          ? { ...redis.probe, diff: (before, after) => redis.probe.diff(before, after, { noScripts: true }) }
+          : redis.probe;
     try {
       await withTimeout(fake.online, 15_000, "the service did not connect to the fake server");
       // Presence is stored asynchronously: wait until a request is forwarded and answered.
@@ -342,8 +366,8 @@ export async function runCapacity(opts: CapacityOptions): Promise<Measurement> {
         componentPids: [replica.pid],
         serverPids: [],
         redisPids: opts.redis?.pids ?? [],
-        redis: opts.redis?.probe ?? null,
-        heapUsed: () => replica.heapUsed(),
+        redis: probe,
+        ...(replica.heapUsed ? { heapUsed: replica.heapUsed } : {}),
         warmupSeconds: opts.warmupSeconds,
         seconds: opts.seconds,
         start: () => fake.startLoad(),

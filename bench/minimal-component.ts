@@ -11,10 +11,18 @@
  * (`j1.bench.<22 characters>.<requester, %XX-escaped>`, with a constant in place of the MAC, nothing verified),
  * to tell what the longer address costs the XMPP server from what the service itself costs.
  *
+ * REDIS_URL: the Redis floor, the least any correlating proxy must ask of Redis. For each request it sends
+ * `SET <key> <100-byte value> PX <FLOOR_TTL_MS>` before forwarding it, and `GETDEL <key>` when its answer comes
+ * (the answer goes back only when the key was there), the key shaped as the service's record keys
+ * (`<prefix>:{<domain>}:request:<requester> <id>`). The client is the service's own (createRedisClient in
+ * src/store/redis-client.ts: no auto-pipelining, one write per command, fail fast), so the commands reach Redis
+ * as the service's would.
+ *
  * Prints `online` on stdout once the server accepted it; exits on SIGTERM/SIGINT.
  */
 import { component } from "@xmpp/component";
 import type { Element } from "@xmpp/xml";
+import type { Redis } from "ioredis";
 
 const env = (name: string): string => {
   const value = process.env[name];
@@ -42,24 +50,83 @@ const encode = (requester: string) =>
 const decode = (resource: string) =>
   tokenShaped ? decodeURIComponent(resource.slice(TOKEN_PREFIX.length)) : resource;
 
+/** The Redis floor (REDIS_URL): one SET per request, one GETDEL per answer; null for the plain minimal. */
+const floor = process.env.REDIS_URL ? await connectFloor(process.env.REDIS_URL) : null;
+
+async function connectFloor(url: string) {
+  // Loaded only here: the plain minimal component stays as small as it was.
+  const [{ createRedisClient }, { pino }] = await Promise.all([
+    import("../src/store/redis-client.js"),
+    import("pino"),
+  ]);
+  const redis: Redis = createRedisClient({ url, log: pino({ level: "warn" }, process.stderr) });
+  // Without an offline queue (as in the service) commands fail until the connection is ready.
+  await new Promise<void>((resolve, reject) => {
+    redis.once("ready", resolve);
+    setTimeout(() => reject(new Error(`Redis not ready within 10 s (${redis.status})`)), 10_000).unref();
+  });
+  const ttl = Number(process.env.FLOOR_TTL_MS ?? 630_000);
+  const prefix = `${process.env.FLOOR_PREFIX ?? "xcp"}:{${domain}}:request:`;
+  let failures = 0;
+  const failed = (err: Error) => {
+    if (failures++ === 0) process.stderr.write(`minimal-component: Redis: ${err.message}\n`);
+  };
+  return {
+    /** Records the request; resolves false when Redis failed (the request is then dropped). */
+    async record(requester: string, id: string, resource: string): Promise<boolean> {
+      // 100 bytes, as a record of what to answer: the address asked, the resource, the deadline.
+      const value = `${domain}\x1f${target}/${resource}\x1f${Date.now() + 30_000}\x1f`.padEnd(100, ".");
+      try {
+        await redis.set(`${prefix}${requester} ${id}`, value, "PX", ttl);
+        return true;
+      } catch (err) {
+        failed(err as Error);
+        return false;
+      }
+    },
+    /** Takes the request's record; false when it was not there (or Redis failed): the answer is dropped. */
+    async take(requester: string, id: string): Promise<boolean> {
+      try {
+        return (await redis.getdel(`${prefix}${requester} ${id}`)) !== null;
+      } catch (err) {
+        failed(err as Error);
+        return false;
+      }
+    },
+  };
+}
+
 let next = 0;
 xmpp.on("stanza", (stanza: Element) => {
   if (stanza.name !== "iq") return;
-  const { type, from, to } = stanza.attrs;
+  const { type, from, to, id = "" } = stanza.attrs;
   if (!from || !to) return;
   if (type === "get" || type === "set") {
     if (to !== domain) return;
-    const resource = resources[next++ % resources.length];
+    const resource = resources[next++ % resources.length] ?? "";
     stanza.attrs.to = `${target}/${resource}`;
     stanza.attrs.from = `${domain}/${encode(from)}`;
+    if (floor) {
+      void floor.record(from, id, resource).then((ok) => ok && send(stanza));
+      return;
+    }
   } else {
     const slash = to.indexOf("/");
     if (slash < 0 || to.slice(0, slash) !== domain) return;
-    stanza.attrs.to = decode(to.slice(slash + 1));
+    const requester = decode(to.slice(slash + 1));
+    stanza.attrs.to = requester;
     stanza.attrs.from = domain;
+    if (floor) {
+      void floor.take(requester, id).then((ok) => ok && send(stanza));
+      return;
+    }
   }
-  xmpp.send(stanza).catch(() => {});
+  send(stanza);
 });
+
+function send(stanza: Element): void {
+  xmpp.send(stanza).catch(() => {});
+}
 xmpp.on("error", (err: Error) => process.stderr.write(`minimal-component: ${err.message}\n`));
 xmpp.on("online", () => process.stdout.write("online\n"));
 xmpp.on("offline", () => process.exit(0));

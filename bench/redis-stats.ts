@@ -5,7 +5,8 @@
  * does not say which calls came from a client. Round trips are therefore: the script calls (evalsha, eval,
  * fcall), plus every other command that no script of the service runs. Commands a script runs and the
  * service also sends on its own (HKEYS: the online-resources gauge, only read when /metrics is scraped,
- * which the bench never does) count as script work. INFO, which the bench itself sends, is left out.
+ * which the bench never does) count as script work. INFO, which the bench itself sends, is left out. Where
+ * no script runs (the Redis floor: bench/minimal-component.ts with REDIS_URL), every command is a round trip.
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { Redis } from "ioredis";
@@ -46,8 +47,11 @@ export interface RedisWork {
 
 export interface RedisProbe {
   snapshot(): Promise<CommandStats>;
-  /** Work between two snapshots. */
-  diff(before: CommandStats, after: CommandStats): RedisWork;
+  /**
+   * Work between two snapshots. `noScripts`: nothing ran a script in between (the Redis floor, say), so every
+   * command is a client's round trip, also those the service's scripts happen to call (SET, GET).
+   */
+  diff(before: CommandStats, after: CommandStats, opts?: { noScripts?: boolean }): RedisWork;
   flush(): Promise<void>;
   close(): Promise<void>;
 }
@@ -67,7 +71,7 @@ export function redisProbe(url: string): RedisProbe {
       const usedMemory = Number(/^used_memory:(\d+)/m.exec(memory)?.[1] ?? 0);
       return { calls, usedMemory };
     },
-    diff(before, after) {
+    diff(before, after, opts = {}) {
       const byCommand: Record<string, number> = {};
       let commands = 0;
       let roundTrips = 0;
@@ -77,7 +81,8 @@ export function redisProbe(url: string): RedisProbe {
         if (delta <= 0) continue;
         byCommand[name] = delta;
         commands += delta;
-        if (SCRIPT_CALLS.has(name) || !inScripts.has(name.split("|")[0] ?? name)) roundTrips += delta;
+        if (opts.noScripts || SCRIPT_CALLS.has(name) || !inScripts.has(name.split("|")[0] ?? name))
+          roundTrips += delta;
       }
       return { commands, roundTrips, byCommand, usedMemoryGrowth: after.usedMemory - before.usedMemory };
     },

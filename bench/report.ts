@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import type { BalanceStrategy } from "../src/routing/choose.js";
 import { chartSvg } from "./chart.js";
 import type { Measurement } from "./measure.js";
+import type { MemoryRecords } from "./memory-records.js";
 import type { MachineInfo } from "./proc.js";
 
 export interface PathResult extends Measurement {
@@ -50,6 +51,17 @@ export interface RunReport {
   paths: PathResult[];
   failures: Array<{ id: string; error: string }>;
   targets: Target[];
+  /** The service at capacity against the baselines of the same run (capacityComparisons). */
+  comparisons: Comparison[];
+  /** Redis memory per pending request and per tombstone (memory-records); null when it did not run. */
+  memoryRecords: MemoryRecords | null;
+}
+
+/** One ratio of the service to a baseline measured in the same run; null when either path did not run. */
+export interface Comparison {
+  name: string;
+  ratio: number | null;
+  detail: string;
 }
 
 const MB = 1024 * 1024;
@@ -62,7 +74,7 @@ export function evaluateTargets(paths: PathResult[], settings: Settings): Target
 
   // 1. Redis round trips: one per direction, two per request. The sweep (about one per second per replica)
   // and the epoch check are background work, spread over the requests: allowed on top.
-  const redisPaths = paths.filter((path) => path.redis && path.completed > 0);
+  const redisPaths = paths.filter((path) => path.via === "service" && path.redis && path.completed > 0);
   if (redisPaths.length > 0) {
     const lines = redisPaths.map((path) => {
       const value = path.redis?.roundTripsPerRequest ?? 0;
@@ -213,7 +225,9 @@ export function evaluateTargets(paths: PathResult[], settings: Settings): Target
  * some other strategy ran.
  */
 function balancingPaths(paths: PathResult[]): { baseline: PathResult | null; strategies: PathResult[] } {
-  const capacity = paths.filter((path) => path.server === "fake" && path.store === "redis" && path.redis);
+  const capacity = paths.filter(
+    (path) => path.server === "fake" && path.via === "service" && path.store === "redis" && path.redis,
+  );
   const strategies = capacity.filter((path) => path.balance !== null && path.balance !== "random");
   const baseline = capacity.find((path) => path.balance === "random") ?? null;
   return { baseline, strategies };
@@ -224,6 +238,103 @@ const redisMicros = (path: PathResult) =>
   path.cores.redis === null || path.requestsPerSecond <= 0
     ? null
     : (path.cores.redis * 1e6) / path.requestsPerSecond;
+
+/**
+ * The service at capacity (capacity-redis: one replica, Redis, the default strategy) against the baselines
+ * measured with the same fake server and load in the same run: its CPU per request against the minimal
+ * stateless component's (capacity-minimal), and its Redis's CPU per request against the Redis floor's
+ * (capacity-floor: one SET and one GETDEL per request).
+ */
+export function capacityComparisons(paths: PathResult[]): Comparison[] {
+  const byId = new Map(paths.map((path) => [path.id, path]));
+  const service = byId.get("capacity-redis");
+  const minimal = byId.get("capacity-minimal");
+  const floor = byId.get("capacity-floor");
+  const ratio = (a: number | null | undefined, b: number | null | undefined) =>
+    a == null || b == null || b <= 0 ? null : a / b;
+  const us = (value: number | null | undefined) => (value == null ? "-" : `${fixed(value, 1)} us`);
+  const missing = (...ids: Array<[string, PathResult | undefined]>) =>
+    ids.filter(([, path]) => !path).map(([id]) => id);
+  const comparisons: Comparison[] = [];
+
+  const serviceCpu = service?.component?.cpuMicrosPerRequest;
+  const minimalCpu = minimal?.component?.cpuMicrosPerRequest;
+  const cpu = ratio(serviceCpu, minimalCpu);
+  const cpuMissing = missing(["capacity-redis", service], ["capacity-minimal", minimal]);
+  comparisons.push({
+    name: "service CPU per request at capacity vs minimal at capacity",
+    ratio: cpu,
+    detail:
+      cpuMissing.length > 0
+        ? `not measured: ${cpuMissing.join(" and ")} did not run`
+        : `${us(serviceCpu)} vs ${us(minimalCpu)} per request (${fixed(service?.requestsPerSecond ?? 0, 0)} vs ${fixed(
+            minimal?.requestsPerSecond ?? 0,
+            0,
+          )} req/s)${
+            floor?.component
+              ? `; the floor (minimal + SET/GETDEL) ${us(floor.component.cpuMicrosPerRequest)} (${fixed(
+                  floor.requestsPerSecond,
+                  0,
+                )} req/s)`
+              : ""
+          }`,
+  });
+
+  const serviceRedis = service ? redisMicros(service) : null;
+  const floorRedis = floor ? redisMicros(floor) : null;
+  const redisRatio = ratio(serviceRedis, floorRedis);
+  const redisMissing = missing(["capacity-redis", service], ["capacity-floor", floor]);
+  comparisons.push({
+    name: "service Redis CPU per request vs floor",
+    ratio: redisRatio,
+    detail:
+      redisMissing.length > 0
+        ? `not measured: ${redisMissing.join(" and ")} did not run`
+        : `${us(serviceRedis)} vs ${us(floorRedis)} of Redis CPU per request (${fixed(
+            service?.redis?.roundTripsPerRequest ?? 0,
+            3,
+          )} vs ${fixed(floor?.redis?.roundTripsPerRequest ?? 0, 3)} round trips, ${fixed(
+            service?.redis?.commandsPerRequest ?? 0,
+            2,
+          )} vs ${fixed(floor?.redis?.commandsPerRequest ?? 0, 2)} commands per request)`,
+  });
+  return comparisons;
+}
+
+/** The comparisons and the memory per record, as the Markdown shows them. */
+function baselineLines(report: RunReport): string[] {
+  const lines = report.comparisons.map(
+    (c) => `- **${c.name}: ${c.ratio === null ? "-" : `${fixed(c.ratio, 1)}x`}.** ${c.detail}`,
+  );
+  const m = report.memoryRecords;
+  if (m) {
+    const kib = (bytes: number) => fixed(bytes / 1024, 0);
+    const left = (step: "pending" | "tombstones") =>
+      `${kib(m.backlogMemory[step] - m.backlogMemory.before)} KiB of replication backlog and ${kib(
+        m.clientsMemory[step] - m.clientsMemory.before,
+      )} KiB of client buffers`;
+    lines.push(
+      [
+        `- **Redis memory per pending request: ${fixed(m.bytesPerPending, 0)} bytes (${m.payloadBytes}-byte payload);`,
+        `per tombstone: ${fixed(m.bytesPerTombstone, 0)} bytes.**`,
+        `Growth of used_memory over ${m.records} requests of the real store (${m.keys.pending} keys pending,`,
+        `${m.keys.tombstones} answered), without the buffers Redis sizes on its own (pending: ${left("pending")};`,
+        `tombstones: ${left("tombstones")}). MEMORY USAGE of one record key:`,
+        `${m.recordKeyBytes.pending ?? "?"} bytes pending (${m.recordEncoding.pending ?? "?"}),`,
+        `${m.recordKeyBytes.tombstone ?? "?"} as a tombstone (${m.recordEncoding.tombstone ?? "?"}).`,
+      ].join(" "),
+    );
+  }
+  if (lines.length === 0) return [];
+  return [
+    "## Against the baselines",
+    "",
+    "At capacity (one process against the fake server, same load, same run): the service (capacity-redis) against the minimal stateless component (capacity-minimal) and the Redis floor (capacity-floor: the minimal component with one SET per request and one GETDEL per answer, the service's Redis client). Redis CPU per request: its cores in use over the requests per second.",
+    "",
+    ...lines,
+    "",
+  ];
+}
 
 /**
  * What each balancing strategy costs next to random, one replica against the fake server with Redis: its
@@ -440,6 +551,7 @@ export function markdown(report: RunReport, chartFile: string | null): string {
     memoryTable,
     "",
     ...balancingTable(report),
+    ...baselineLines(report),
     ...(report.failures.length > 0
       ? ["Failed paths:", "", ...report.failures.map((f) => `- ${f.id}: ${f.error.split("\n")[0]}`), ""]
       : []),

@@ -7,7 +7,12 @@
  *   ejabberd-direct, ejabberd-minimal, ejabberd-redis-1, ejabberd-redis-2,
  *   capacity-redis, capacity-memory (one replica against a fake XMPP server: bench/capacity.ts),
  *   capacity-redis-round-robin, capacity-redis-least-pending, capacity-redis-sticky (capacity-redis with
- *   BALANCE set: what each balancing strategy costs per request next to the default, random)
+ *   BALANCE set: what each balancing strategy costs per request next to the default, random),
+ *   capacity-minimal (the minimal component against the same fake server and load: the service's CPU per
+ *   request at capacity against the least a component does), capacity-floor (the minimal component with one
+ *   Redis SET per request and one GETDEL per answer: the least Redis work of any correlating proxy),
+ *   memory-records (not a path: Redis memory per pending request and per tombstone with the real store, N =
+ *   10,000, 100-byte payload; runs once, before the capacity paths)
  *
  * Environment: BENCH_SECONDS (measured time per path, default 10; smoke 2), BENCH_WARMUP_SECONDS (3; smoke 1),
  * BENCH_CONNECTIONS (requester connections, 4), BENCH_WINDOW (requests in flight per connection, 16),
@@ -15,7 +20,8 @@
  * BENCH_HEAP_LIMIT_MB (--max-old-space-size of the replicas, as the Helm chart's heapLimitMb),
  * BENCH_ROUNDS (rounds of the Prosody and capacity paths, default 2; smoke 1), BENCH_CPU_PROF_DIR (write a
  * V8 CPU profile of every service replica there: for finding where the time goes, not for the numbers).
- * `--smoke`: 2 s per path, Prosody and capacity paths only (of the strategies, least-pending).
+ * `--smoke`: 2 s per path, Prosody and capacity paths only (of the strategies, least-pending; the baselines
+ * capacity-minimal and capacity-floor), and memory-records.
  *
  * Everything runs on 127.0.0.1 with private servers on free ports; every process started is stopped at the
  * end, on an error and on Ctrl-C. Results: bench/results/<timestamp>.{json,md,svg}.
@@ -41,9 +47,17 @@ import { cleanupAll, installSignalHandlers, interrupted, onCleanup } from "./cle
 import { combine } from "./combine.js";
 import { startLoad } from "./load-protocol.js";
 import { type Measurement, measure } from "./measure.js";
+import { type MemoryRecords, measureRecordMemory } from "./memory-records.js";
 import { findPids, machineInfo } from "./proc.js";
 import { type RedisProbe, redisProbe } from "./redis-stats.js";
-import { evaluateTargets, type PathResult, type RunReport, type Settings, writeResults } from "./report.js";
+import {
+  capacityComparisons,
+  evaluateTargets,
+  type PathResult,
+  type RunReport,
+  type Settings,
+  writeResults,
+} from "./report.js";
 import { type Replica, startMinimal, startReplica, type XmppTarget } from "./services.js";
 
 type PathId =
@@ -60,7 +74,14 @@ type PathId =
   | "capacity-memory"
   | "capacity-redis-round-robin"
   | "capacity-redis-least-pending"
-  | "capacity-redis-sticky";
+  | "capacity-redis-sticky"
+  | "capacity-minimal"
+  | "capacity-floor";
+
+/** What a run can be asked for besides the paths: a measurement of its own, run once. */
+type ExtraId = "memory-records";
+type RunId = PathId | ExtraId;
+const EXTRAS: ExtraId[] = ["memory-records"];
 
 type PathInfo = Omit<PathResult, keyof Measurement | "rounds">;
 
@@ -107,9 +128,26 @@ const PATHS: Record<PathId, PathInfo> = {
   "capacity-redis-round-robin": strategy("round-robin"),
   "capacity-redis-least-pending": strategy("least-pending"),
   "capacity-redis-sticky": strategy("sticky"),
+  // Baselines at capacity: the minimal component, and the same with the Redis floor (store "redis": its Redis is
+  // measured).
+  "capacity-minimal": info("capacity-minimal", "capacity: minimal component", "fake", "minimal", null, 1),
+  "capacity-floor": info(
+    "capacity-floor",
+    "capacity: minimal + Redis SET/GETDEL (floor)",
+    "fake",
+    "minimal",
+    "redis",
+    1,
+  ),
 };
-const ALL = Object.keys(PATHS) as PathId[];
-const SMOKE: PathId[] = [
+/** Every id in the canonical order: the paths, the memory measurement before the capacity paths. */
+const ALL: RunId[] = (() => {
+  const paths = Object.keys(PATHS) as PathId[];
+  const firstCapacity = paths.findIndex((id) => PATHS[id].server === "fake");
+  return [...paths.slice(0, firstCapacity), ...EXTRAS, ...paths.slice(firstCapacity)];
+})();
+const isPath = (id: RunId): id is PathId => id in PATHS;
+const SMOKE: RunId[] = [
   "prosody-direct",
   "prosody-minimal",
   "prosody-redis",
@@ -119,6 +157,10 @@ const SMOKE: PathId[] = [
   // One strategy besides random: BALANCE reaches the replica and the balancing table and target are written.
   // least-pending, because it adds work to both scripts of a request (forward and claim).
   "capacity-redis-least-pending",
+  // The baselines at capacity and the memory per record: 2-4 s each.
+  "memory-records",
+  "capacity-minimal",
+  "capacity-floor",
 ];
 
 function info(
@@ -139,12 +181,20 @@ function strategy(balance: Exclude<BalanceStrategy, "random">): PathInfo {
   return info(id, `capacity: 1 replica, Redis, ${balance}`, "fake", "service", "redis", 1, balance);
 }
 
+/** What a capacity path connects to the fake server: the service, or a baseline (the floor: with Redis). */
+function capacityComponent(path: PathInfo): "service" | "minimal" | "floor" {
+  if (path.via !== "minimal") return "service";
+  return path.store === "redis" ? "floor" : "minimal";
+}
+
 /** The settings a path's replicas run with beyond the defaults: BALANCE when not the default. */
 function replicaEnv(path: PathInfo): Record<string, string> {
   return path.balance && path.balance !== "random" ? { BALANCE: path.balance } : {};
 }
 
 const smoke = process.argv.includes("--smoke");
+/** Pending requests of the memory measurement (memory-records). */
+const MEMORY_RECORDS = 10_000;
 
 function numberFromEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -154,14 +204,14 @@ function numberFromEnv(name: string, fallback: number): number {
   return value;
 }
 
-function selectedPaths(): PathId[] {
+function selectedIds(): RunId[] {
   const raw = process.env.BENCH_PATHS;
-  if (!raw) return smoke ? SMOKE : ALL;
+  if (!raw) return smoke ? ALL.filter((id) => SMOKE.includes(id)) : ALL;
   const ids = raw
     .split(",")
     .map((id) => id.trim())
     .filter(Boolean);
-  const unknown = ids.filter((id) => !(id in PATHS));
+  const unknown = ids.filter((id) => !(ALL as string[]).includes(id));
   if (unknown.length > 0)
     throw new Error(`BENCH_PATHS: unknown ${unknown.join(", ")}; known: ${ALL.join(", ")}`);
   // Always in the canonical order: servers start once each.
@@ -362,7 +412,9 @@ async function serverPhase(
 
 async function main(): Promise<number> {
   installSignalHandlers();
-  const ids = selectedPaths();
+  const selected = selectedIds();
+  const ids = selected.filter(isPath);
+  const withMemoryRecords = selected.includes("memory-records");
   const settings: Settings = {
     seconds: numberFromEnv("BENCH_SECONDS", smoke ? 2 : 10),
     warmupSeconds: numberFromEnv("BENCH_WARMUP_SECONDS", smoke ? 1 : 3),
@@ -371,17 +423,18 @@ async function main(): Promise<number> {
     capacityRequesters: Math.round(numberFromEnv("BENCH_CAPACITY_REQUESTERS", 50)),
     capacityWindow: Math.round(numberFromEnv("BENCH_CAPACITY_WINDOW", 4)),
     rounds: Math.round(numberFromEnv("BENCH_ROUNDS", smoke ? 1 : 2)),
-    paths: ids,
+    paths: selected,
   };
   const startedAt = new Date().toISOString();
   const machine = machineInfo();
   log(
-    `${ids.length} paths, ${settings.seconds} s each after ${settings.warmupSeconds} s warm-up; ${machine.cores} cores, load average ${machine.loadAverage.join(" ")}`,
+    `${ids.length} paths${withMemoryRecords ? " and memory-records" : ""}, ${settings.seconds} s each after ${settings.warmupSeconds} s warm-up; ${machine.cores} cores, load average ${machine.loadAverage.join(" ")}`,
   );
   const shared: Shared = { settings, redis: null, rounds: new Map(), failures: [] };
+  let memoryRecords: MemoryRecords | null = null;
 
   try {
-    if (ids.some((id) => PATHS[id].store === "redis")) {
+    if (withMemoryRecords || ids.some((id) => PATHS[id].store === "redis")) {
       const server = await startRedis();
       onCleanup("redis-server", () => server.stop());
       const probe = redisProbe(server.url);
@@ -402,6 +455,21 @@ async function main(): Promise<number> {
       1,
       (server) => findPids((server as EjabberdServer).node),
     );
+    if (withMemoryRecords && shared.redis && !interrupted()) {
+      log(`memory-records: Redis memory per record, ${MEMORY_RECORDS} requests with the real store`);
+      try {
+        memoryRecords = await measureRecordMemory(shared.redis.server.url, MEMORY_RECORDS);
+        log(
+          `memory-records: ${memoryRecords.bytesPerPending.toFixed(0)} bytes per pending request (${memoryRecords.payloadBytes}-byte payload), ${memoryRecords.bytesPerTombstone.toFixed(0)} bytes per tombstone (${memoryRecords.seconds.toFixed(1)} s)`,
+        );
+      } catch (err) {
+        if (!interrupted()) {
+          const message = (err as Error).stack ?? String(err);
+          log(`memory-records FAILED: ${message}`);
+          shared.failures.push({ id: "memory-records", error: message });
+        }
+      }
+    }
     for (let round = 1; round <= settings.rounds; round++) {
       for (const id of ids.filter((id) => PATHS[id].server === "fake")) {
         const redis = shared.redis;
@@ -416,6 +484,7 @@ async function main(): Promise<number> {
             requesters: settings.capacityRequesters,
             window: settings.capacityWindow,
             env: replicaEnv(PATHS[id]),
+            component: capacityComponent(PATHS[id]),
           }),
         );
       }
@@ -438,6 +507,8 @@ async function main(): Promise<number> {
     paths: results,
     failures: shared.failures,
     targets: evaluateTargets(results, settings),
+    comparisons: capacityComparisons(results),
+    memoryRecords,
   };
   const files = writeResults(report);
   log(`results: ${files.md}, ${files.json}, ${files.svg}`);

@@ -1,10 +1,11 @@
 /**
  * The processes under test: replicas of the service (test/harness/service.ts: `node --import tsx src/cli.ts`,
  * so ServiceProcess.child.pid is the node process itself) and the minimal component, each registered for
- * cleanup as soon as it is spawned.
+ * cleanup as soon as it is spawned; the minimal component also as the Redis floor.
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_TTLS } from "../src/store/types.js";
 import { freePort } from "../test/harness/ports.js";
 import { terminate, track } from "../test/harness/processes.js";
 import { type ServiceProcess, startService } from "../test/harness/service.js";
@@ -105,11 +106,16 @@ export interface MinimalComponent {
   stop(): Promise<void>;
 }
 
-/** bench/minimal-component.ts as a child process; resolves once the server accepted it. */
+/**
+ * bench/minimal-component.ts as a child process; resolves once the server accepted it. `redisUrl`: the Redis
+ * floor (a SET per request and a GETDEL per answer, with the service's Redis client), keyed and timed as the
+ * service's records for the default IQ_TIMEOUT_MS.
+ */
 export async function startMinimal(
   xmpp: XmppTarget,
   resources: string[],
   addressFormat: "plain" | "token" = "plain",
+  redisUrl: string | null = null,
 ): Promise<MinimalComponent> {
   const child = track(
     spawn(process.execPath, ["--import", "tsx", "bench/minimal-component.ts"], {
@@ -123,6 +129,13 @@ export async function startMinimal(
         TARGET_JID: xmpp.target,
         TARGET_RESOURCES: resources.join(","),
         ADDRESS_FORMAT: addressFormat,
+        ...(redisUrl
+          ? {
+              REDIS_URL: redisUrl,
+              FLOOR_TTL_MS: String(30_000 + DEFAULT_TTLS.recordGraceMs),
+              FLOOR_PREFIX: "xcp",
+            }
+          : {}),
       },
       stdio: ["ignore", "pipe", "pipe"],
     }),
