@@ -46,6 +46,16 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
   const calls = createRedisCalls({ client, wait });
   const { redis, call, write } = calls;
   const indexTtl = ttls.presenceMs + ttls.recordGraceMs;
+  /**
+   * The deadline index and the counts get their safety-net TTL from forward-8.lua about once a second (and
+   * whenever the index was empty), not on every request: two commands fewer per request.
+   */
+  let indexRefreshedAt = 0;
+  const refreshIndexTtl = (now: number): "1" | "0" => {
+    if (now - indexRefreshedAt < 1_000) return "0";
+    indexRefreshedAt = now;
+    return "1";
+  };
   const leaseEnd = (now: number) => now + ttls.answerLeaseMs;
 
   /** One sweep-3 call over a deadline index and its records (legacy: the keys of versions before 0.2). */
@@ -152,6 +162,7 @@ export function createRedisStore(deps: RedisStoreDeps): Store {
         balance.highest ? "1" : "0",
         input.namespace,
         now,
+        refreshIndexTtl(now),
       );
       if (status === "forwarded" && detail) {
         const skipped = {

@@ -42,6 +42,7 @@ export interface ScriptCommands {
     highest: "1" | "0",
     namespace: string,
     now: number,
+    refreshIndexTtl: "1" | "0",
   ): Promise<Reply>;
   claim(
     record: string,

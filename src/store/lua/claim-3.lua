@@ -1,6 +1,7 @@
 -- claim-3.lua: accept a reply to a pending request exactly once, only from the resource it was sent to, and
 -- keep the reply as the request's answer until the caller acknowledges that it was sent (ack-1.lua). If the
--- caller dies first, the answer's lease ends and the sweep hands it to another replica (sweep-3.lua).
+-- caller dies first, the answer's lease ends and the sweep hands it to another replica (sweep-3.lua). The kept
+-- payload and the balancing marks stay until the tombstone is made (ack-1.lua): a claimed record is never moved.
 -- Idempotent per operation: a retry with the same op while the lease runs returns "claimed" again.
 -- KEYS[1]  the request's record hash   KEYS[2]  deadline index
 -- KEYS[3]  counts: pending per bare JID, and per resource ("/" resource) for records marked "ld" (forward-8.lua)
@@ -29,7 +30,6 @@ if f[6] ~= ARGV[1] then return { "wrong-resource" } end
 
 redis.call("HSET", record, "state", "answering", "outcome", "replied", "op", ARGV[3], "answer", ARGV[4],
   "lease", ARGV[6], "tries", 1)
-redis.call("HDEL", record, "payload", "retried", "ld")
 redis.call("ZADD", deadlines, ARGV[6], ARGV[2])
 local bare = string.match(f[2], "^[^/]*")
 if redis.call("HINCRBY", KEYS[3], bare, -1) <= 0 then redis.call("HDEL", KEYS[3], bare) end

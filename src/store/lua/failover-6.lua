@@ -49,7 +49,6 @@ end
 
 redis.call("HSET", KEYS[2], "state", "answering", "outcome", "replied", "op", ARGV[4], "answer", ARGV[5],
   "lease", ARGV[7], "tries", 1)
-redis.call("HDEL", KEYS[2], "payload", "retried", "ld")
 redis.call("ZADD", KEYS[4], ARGV[7], ARGV[3])
 local bare = string.match(f[5], "^[^/]*")
 if redis.call("HINCRBY", KEYS[5], bare, -1) <= 0 then redis.call("HDEL", KEYS[5], bare) end

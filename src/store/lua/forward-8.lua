@@ -16,6 +16,8 @@
 -- ARGV[10] payload kept for failover ("" when too large to keep)   ARGV[11] op
 -- ARGV[12] the requester's bare JID   ARGV[13] pending limit per bare JID   ARGV[14] pending limit in total
 -- ARGV[15] strategy   ARGV[16] "1": highest priority only   ARGV[17] the payload's namespace   ARGV[18] now
+-- ARGV[19] "1": refresh the TTLs of the deadline index and the counts (the caller asks about once a second;
+--          they are also set whenever the index was empty, so a key never lives long without one)
 -- Returns  {"forwarded", resource, generation, negative, capability, drained, priority skipped, moved "1"/"0"}
 --          | {"answered"} | {"no-resource"} | {"presence-unknown"} | {"duplicate"}
 --          | {"limited", "requester" | "total"} | {"none", "no-eligible" | "no-capable" | "capabilities-pending"}
@@ -42,7 +44,8 @@ end
 if tonumber(redis.call("HGET", counts, ARGV[12]) or "0") >= tonumber(ARGV[13]) then
   return { "limited", "requester" }
 end
-if redis.call("ZCARD", deadlines) >= tonumber(ARGV[14]) then
+local indexed = redis.call("ZCARD", deadlines)
+if indexed >= tonumber(ARGV[14]) then
   return { "limited", "total" }
 end
 local resource, skipped, moved = choose(names, { presence = KEYS[6], caps = KEYS[7], counts = counts, gone = KEYS[8] },
@@ -52,18 +55,26 @@ if resource == nil then return { "none", skipped } end
 
 local gen = 0
 if f[1] == "replied" or f[1] == "timeout" then gen = tonumber(f[4] or "0") + 1 end
-redis.call("DEL", record)
-redis.call("HSET", record, "requester", ARGV[1], "id", ARGV[2], "to", ARGV[3], "type", ARGV[4],
-  "resource", resource, "deadline", ARGV[5], "state", "pending", "payload", ARGV[10], "fop", ARGV[11])
-if gen > 0 then redis.call("HSET", record, "gen", gen) end
+-- A tombstone is replaced whole (a fresh id has no record: nothing to delete).
+if f[1] then redis.call("DEL", record) end
+local fields = { "requester", ARGV[1], "id", ARGV[2], "to", ARGV[3], "type", ARGV[4], "resource", resource,
+  "deadline", ARGV[5], "state", "pending", "payload", ARGV[10], "fop", ARGV[11] }
+if gen > 0 then
+  fields[#fields + 1] = "gen"
+  fields[#fields + 1] = gen
+end
 if ARGV[15] == "least-pending" then
-  redis.call("HSET", record, "ld", "1")
+  fields[#fields + 1] = "ld"
+  fields[#fields + 1] = "1"
   redis.call("HINCRBY", counts, "/" .. resource, 1)
 end
+redis.call("HSET", record, unpack(fields))
 redis.call("PEXPIRE", record, ARGV[8])
 redis.call("ZADD", deadlines, ARGV[5], ARGV[7])
-redis.call("PEXPIRE", deadlines, ARGV[9])
 redis.call("HINCRBY", counts, ARGV[12], 1)
-redis.call("PEXPIRE", counts, ARGV[9])
+if ARGV[19] == "1" or indexed == 0 then
+  redis.call("PEXPIRE", deadlines, ARGV[9])
+  redis.call("PEXPIRE", counts, ARGV[9])
+end
 
 return { "forwarded", resource, tostring(gen), skipped[1], skipped[2], skipped[3], skipped[4], moved }

@@ -17,6 +17,7 @@
 -- ARGV[10] "1": the keys of versions before 0.2 (members `<requester>\n<id>`, no escapes; keys.ts, legacy)
 -- Returns  {epoch, then 9 fields per answer: requester, id, to, type, resource, deadline, answer ("" for the
 --          timeout), "1" when it was handed out before, and the member it is kept under (acknowledged by it)}
+--! include lib/tombstone.lua
 local MAX_TRIES = tonumber(ARGV[9])
 local LEGACY = ARGV[10] == "1"
 local function unescape(text)
@@ -31,12 +32,11 @@ local due = redis.call("ZRANGEBYSCORE", deadlines, "-inf", ARGV[1], "LIMIT", 0, 
 for _, member in ipairs(due) do
   local record = prefix .. member
   local f = redis.call("HMGET", record, "state", "requester", "id", "to", "type", "resource", "deadline",
-    "answer", "tries", "outcome", "ld")
+    "answer", "tries", "outcome", "ld", "fop", "gen")
   local tries = tonumber(f[9] or "0")
   if f[1] == "pending" then
     redis.call("HSET", record, "state", "answering", "outcome", "timeout", "op", ARGV[4], "lease", ARGV[5],
       "tries", 1)
-    redis.call("HDEL", record, "payload", "retried", "ld")
     redis.call("ZADD", deadlines, ARGV[5], member)
     local bare = string.match(f[2], "^[^/]*")
     if redis.call("HINCRBY", KEYS[3], bare, -1) <= 0 then redis.call("HDEL", KEYS[3], bare) end
@@ -73,12 +73,7 @@ for _, member in ipairs(due) do
   else
     -- Answered, or handed out MAX_TRIES times: nothing left to deliver.
     redis.call("ZREM", deadlines, member)
-    if f[1] == "answering" then
-      redis.call("HSET", record, "state", f[10] or "replied")
-      redis.call("HDEL", record, "requester", "id", "to", "type", "resource", "deadline", "answer", "lease",
-        "outcome", "tries", "op")
-      redis.call("PEXPIRE", record, ARGV[8])
-    end
+    if f[1] == "answering" then tombstone(record, f[10] or "replied", f[12], f[13], ARGV[8]) end
   end
 end
 return out

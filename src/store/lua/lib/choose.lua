@@ -155,10 +155,14 @@ local function choose(names, k, a)
 
   local moved = "0"
   if a.strategy == "sticky" and k.gone then
-    local everyone = {}
-    for i, c in ipairs(online) do everyone[i] = c.name end
-    for _, name in ipairs(redis.call("ZRANGE", k.gone, 0, -1)) do everyone[#everyone + 1] = name end
-    if sticky_of(a.requester, everyone) ~= resource then moved = "1" end
+    local gone = redis.call("ZRANGE", k.gone, 0, -1)
+    -- Nothing left out and nobody gone: the choice is the requester's first among everyone (no hashing again).
+    if #gone > 0 or #chosen < #online then
+      local everyone = {}
+      for i, c in ipairs(online) do everyone[i] = c.name end
+      for _, name in ipairs(gone) do everyone[#everyone + 1] = name end
+      if sticky_of(a.requester, everyone) ~= resource then moved = "1" end
+    end
   end
   return resource, { negative, capability, drained, lower }, moved
 end
