@@ -72,7 +72,6 @@ export function createMessenger(deps: MessengerDeps) {
       pick: 0,
       requester,
       namespace: "",
-      caps: () => ({ kind: "unknown" }),
       load: () => 0,
       rotation: () => 1,
     });

@@ -52,7 +52,8 @@ export interface ChooseInput {
   readonly requester: string;
   /** The namespace of the request's payload; "" to route without capabilities (messages). */
   readonly namespace: string;
-  readonly caps: (ver: string) => CapsKnowledge;
+  /** What is known of a caps ver; only asked with a namespace (none known: every resource accepts). */
+  readonly caps?: (ver: string) => CapsKnowledge;
   /** Pending requests of a resource (least-pending). */
   readonly load: (name: string) => number;
   /** The shared rotation, advanced by one: 1, 2, 3, ... (round-robin). */
@@ -76,6 +77,8 @@ export type Choice =
       readonly reason: "no-resource" | "no-eligible" | "no-capable" | "capabilities-pending";
     };
 
+const UNKNOWN: CapsKnowledge = { kind: "unknown" };
+
 export const DRAINING_SHOWS: ReadonlySet<string> = new Set(["dnd", "xa"]);
 
 export function choose(input: ChooseInput): Choice {
@@ -92,7 +95,7 @@ export function choose(input: ChooseInput): Choice {
     const capable: Candidate[] = [];
     let asking = 0;
     for (const candidate of list) {
-      const known = candidate.ver === "" ? ({ kind: "unknown" } as const) : input.caps(candidate.ver);
+      const known = candidate.ver === "" || !input.caps ? UNKNOWN : input.caps(candidate.ver);
       if (known.kind === "asking") asking++;
       else if (known.kind !== "known" || known.has(namespace)) capable.push(candidate);
       else capability++;

@@ -52,7 +52,3 @@ export function knowledgeOf(
   if (askingUntil !== undefined && askingUntil > now) return { kind: "asking" };
   return { kind: "unknown" };
 }
-
-/** Whether an entry answers for its `ver` at `now` (verified, or unverified and still held so). */
-export const settled = (entry: string | undefined, now: number): boolean =>
-  entry !== undefined && (!entry.startsWith("!") || Number(entry.slice(1)) > now);

@@ -4,7 +4,7 @@
  * shared with the request lifecycle (memory.ts), which chooses among the resources and moves requests.
  */
 import type { Candidate } from "../routing/choose.js";
-import { settled } from "./caps-entry.js";
+import { knowledgeOf } from "./caps-entry.js";
 import {
   PLAIN_PRESENCE,
   type ResourcePresence,
@@ -58,7 +58,7 @@ export function createMemoryPresence({ ttls }: { ttls: StoreTtls }): {
       gone.delete(resource);
       approved = true;
       const { ver } = info;
-      if (ver === "" || settled(caps.get(ver), now) || (asking.get(ver) ?? 0) > now) return false;
+      if (ver === "" || knowledgeOf(caps.get(ver), asking.get(ver), now).kind !== "unknown") return false;
       asking.set(ver, now + ttls.capsAskMs);
       return true;
     },

@@ -55,7 +55,6 @@ export function createMemoryStore({
       pick,
       requester,
       namespace: "",
-      caps: () => ({ kind: "unknown" }),
       load: (name) => loads.get(name) ?? 0,
       rotation: () => ++rotation,
     });

@@ -12,6 +12,7 @@
 -- ARGV[5]  ver ("" without capabilities)   ARGV[6]  how long one query stands for all (ms)
 -- Returns  1: the caller asks the resource for the ver's features (XEP-0115 section 6.3), once for all
 --          replicas while they are unknown; 0: known, asked by someone already, or no capabilities
+--! include lib/choose.lua
 redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
 redis.call("PEXPIRE", KEYS[1], ARGV[3])
 redis.call("SET", KEYS[2], "1", "PX", ARGV[3])
@@ -20,10 +21,8 @@ redis.call("HSET", KEYS[4], ARGV[1], ARGV[4])
 redis.call("PEXPIRE", KEYS[4], ARGV[3])
 if ARGV[5] == "" then return 0 end
 local now = tonumber(ARGV[2])
-local entry = redis.call("HGET", KEYS[5], ARGV[5])
-if entry and (string.sub(entry, 1, 1) ~= "!" or tonumber(string.sub(entry, 2)) > now) then return 0 end
-local asking = redis.call("HGET", KEYS[5], "?" .. ARGV[5])
-if asking and tonumber(asking) > now then return 0 end
+-- Known, held unverifiable, or asked about already: nobody asks again.
+if knowledge_of(KEYS[5], ARGV[5], now) ~= "unknown" then return 0 end
 redis.call("HSET", KEYS[5], "?" .. ARGV[5], now + tonumber(ARGV[6]))
 redis.call("PEXPIRE", KEYS[5], ARGV[3])
 return 1
