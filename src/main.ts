@@ -57,12 +57,14 @@ export async function startService(
   });
 
   let sendStanza: (stanza: Element) => boolean = () => false;
-  let writeBatch: XmppConnection["writeBatch"] = () => ({ inKernel: false, written: Promise.resolve(false) });
+  let writeBatch: XmppConnection["writeBatch"] = () => Promise.resolve(false);
+  let whenIdle: XmppConnection["whenIdle"] = () => null;
   const send = (stanza: Element) => sendStanza(stanza);
   const answerError = createAnswerer({ send, domain, metrics });
   const outbox = createOutbox({
     store,
     writeBatch: (stanzas) => writeBatch(stanzas),
+    whenIdle: () => whenIdle(),
     connected: () => connectionState() === "connected",
     lastInput: () => lastInput,
     clock,
@@ -123,6 +125,7 @@ export async function startService(
   });
   sendStanza = connection.send;
   writeBatch = connection.writeBatch;
+  whenIdle = connection.whenIdle;
   connectionState = () => connection.state;
   let connections = 0;
   connection.on("offline", () => outbox.onDisconnect());

@@ -5,14 +5,16 @@
  * no transaction: the store, which must forget it once it is sent, and the XMPP stream, which has no
  * acknowledgements (XEP-0114). So the store keeps every claimed answer with a lease (claim-3.lua), and this
  * replica, for everything the store handed it during one event-loop turn:
- * 1. writes the answers to the XMPP socket as one write and then the acknowledgement (ack-1.lua, one call for
- *    the batch) to the Redis socket: in the same synchronous step when the answers' bytes went to the kernel at
- *    once, else when Node hands them over (its own queue dies with the process; the kernel's does not). Killed
- *    before the acknowledgement, the lease ends and another replica sends the answer again: a second answer
- *    only if the bytes had left (the microseconds between the two writes, or between Node's hand-over and its
- *    callback). Killed after it, both writes are in the kernel, which sends them on at once (no Nagle on the
- *    XMPP socket, connection.ts). Measured as the order was the other way round (acknowledgement first): 1-2
- *    answers of 6,000 lost in 2 of 5 runs of the kill test, none with this order in the runs since.
+ * 1. waits until Node holds no earlier bytes for the XMPP socket (a write then goes to the kernel at once), and
+ *    in one synchronous step writes the acknowledgement (ack-1.lua, one call for the batch) to the Redis socket
+ *    and then the answers, as one write, to the XMPP socket. Both are in the kernel before anything else runs,
+ *    and the kernel hands on what a killed process wrote. The order matters where a kill lands between the two
+ *    writes, and it lands there more often than chance: each write wakes its peer, which may take the CPU
+ *    until the kill arrives. Answers first, that cost a second answer (the sweep sends an unacknowledged answer
+ *    again after the lease): measured 2-4 per kill of 64 requests in flight on 2 busy cores, because the kill
+ *    that follows an answer seen by a requester finds its writer still waiting right after that write.
+ *    Acknowledgement first, a kill can cost an answer only if it lands in the microseconds between the two
+ *    writes before the answers were written at all; none in the kill tests since.
  * 2. if the XMPP link is down, acknowledges nothing and keeps the answers: it writes them as soon as the link is
  *    back, while it still holds their lease; after that the sweep of any connected replica hands them out.
  * 3. when the link is lost, writes again after reconnecting the answers written since shortly (SUSPECT_MS)
@@ -32,11 +34,10 @@ import { type AckInput, type Store, StoreUnavailableError } from "../store/types
 
 export interface OutboxDeps {
   store: Store;
-  /** Writes stanzas to the XMPP connection as one socket write (connection.ts, writeBatch). */
-  writeBatch: (stanzas: readonly Element[]) => {
-    readonly inKernel: boolean;
-    readonly written: Promise<boolean>;
-  };
+  /** Writes stanzas to the XMPP connection as one socket write; resolves whether it was written. */
+  writeBatch: (stanzas: readonly Element[]) => Promise<boolean>;
+  /** null when no earlier write waits in the process, else when it has reached the kernel (connection.ts). */
+  whenIdle: () => Promise<void> | null;
   /** Whether the XMPP link is up. */
   connected: () => boolean;
   /** When data was last received on the XMPP link. */
@@ -66,6 +67,7 @@ const MAX_KEPT = 10_000;
 export function createOutbox({
   store,
   writeBatch,
+  whenIdle,
   connected,
   lastInput,
   clock,
@@ -75,7 +77,9 @@ export function createOutbox({
 }: OutboxDeps) {
   let queue: Outgoing[] = [];
   let scheduled = false;
-  const acking = new Set<Promise<void>>();
+  /** Acknowledgements, writes and waits for an idle socket still under way (drained() waits for them). */
+  const pending = new Set<Promise<void>>();
+  let awaitingIdle = false;
   /** Recently written answers, oldest first, for the suspect window of a lost link. */
   let recent: Outgoing[] = [];
   /** Answers to write once the link is back. */
@@ -103,50 +107,72 @@ export function createOutbox({
     }
   }
 
+  function schedule(): void {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(flush);
+  }
+
+  /** Acknowledges answers: the store turns them into tombstones (the call is written before this returns). */
+  function acknowledge(items: Outgoing[]): void {
+    const unacked = items.filter((item) => !item.acked);
+    if (unacked.length === 0) return;
+    const started = performance.now();
+    // `until` is half the lease after the claim: retry until 250 ms before the lease ends (the sweep's turn).
+    const giveUpAt =
+      unacked.reduce((min, item) => Math.min(min, item.until), Number.POSITIVE_INFINITY) + leaseMs / 2 - 250;
+    const done = ack(
+      unacked.map((item) => item.held),
+      giveUpAt,
+    ).then(() => metrics.ackWindow.observe((performance.now() - started) / 1000));
+    for (const item of unacked) item.acked = true;
+    track(done);
+  }
+
+  function track(promise: Promise<unknown>): void {
+    const tracked: Promise<void> = promise.then(
+      () => undefined,
+      () => undefined,
+    );
+    const entry = tracked.finally(() => pending.delete(entry));
+    pending.add(entry);
+  }
+
   function flush(): void {
     scheduled = false;
-    const batch = queue;
-    queue = [];
-    if (batch.length === 0) return;
+    if (queue.length === 0) return;
     if (!connected()) {
-      keep(batch);
+      keep(queue);
+      queue = [];
       return;
     }
-    // 1. The answers, written to the XMPP socket as one write...
-    const now = clock();
-    for (const item of batch) item.writtenAt = now;
-    const { inKernel, written } = writeBatch(batch.map((item) => item.stanza));
-    // 2. ...and the acknowledgement once those bytes are in the kernel: at once when they went there now (the
-    // same synchronous step), else when the write is handed over. Acknowledged earlier, answers still queued in
-    // a process that is killed would be lost with it while the store thinks them sent.
-    const unacked = batch.filter((item) => !item.acked);
-    const acknowledge = () => {
-      if (unacked.length === 0) return;
-      const started = performance.now();
-      // `until` is half the lease after the claim: retry until 250 ms before the lease ends (the sweep's turn).
-      const giveUpAt =
-        unacked.reduce((min, item) => Math.min(min, item.until), Number.POSITIVE_INFINITY) +
-        leaseMs / 2 -
-        250;
-      const done = ack(
-        unacked.map((item) => item.held),
-        giveUpAt,
-      ).then(() => metrics.ackWindow.observe((performance.now() - started) / 1000));
-      for (const item of unacked) item.acked = true;
-      const tracked = done.finally(() => acking.delete(tracked));
-      acking.add(tracked);
-    };
-    if (inKernel) acknowledge();
-    const settled = written.then((ok) => {
-      if (!ok) {
-        // Not written: nothing acknowledged is lost (the answers are kept for the reconnect or the sweep).
-        keep(batch);
-        return;
+    // Bytes of an earlier write still wait in the process: these would queue behind them and die with it.
+    const idle = whenIdle();
+    if (idle) {
+      if (!awaitingIdle) {
+        awaitingIdle = true;
+        track(
+          idle.then(() => {
+            awaitingIdle = false;
+            schedule();
+          }),
+        );
       }
-      if (!inKernel) acknowledge();
-    });
-    const trackedWrite = settled.finally(() => acking.delete(trackedWrite));
-    acking.add(trackedWrite);
+      return;
+    }
+    const now = clock();
+    // An unacknowledged answer that waited past this replica's part of its lease is the sweep's now.
+    const batch = queue.filter((item) => item.acked || item.until > now);
+    queue = [];
+    for (const item of batch) item.writtenAt = now;
+    // 1. The acknowledgement, then 2. the answers as one write, in this synchronous step (see the header).
+    acknowledge(batch);
+    track(
+      writeBatch(batch.map((item) => item.stanza)).then((ok) => {
+        // Not written (the link went down meanwhile): kept for the reconnect, acknowledged or not.
+        if (!ok) keep(batch);
+      }),
+    );
     const oldest = recent[0];
     if (oldest && oldest.writtenAt < now - SUSPECT_MS)
       recent = recent.filter((item) => item.writtenAt >= now - SUSPECT_MS);
@@ -164,11 +190,8 @@ export function createOutbox({
     /** Sends an answer the store handed to this replica under `held.op`. */
     deliver(held: AckInput, stanza: Element): void {
       queue.push({ held, stanza, acked: false, until: clock() + leaseMs / 2, writtenAt: 0 });
-      if (!scheduled) {
-        scheduled = true;
-        // Everything handed over during this turn goes in one acknowledgement.
-        setImmediate(flush);
-      }
+      // Everything handed over during this turn goes in one acknowledgement.
+      schedule();
     },
     /** The XMPP link was lost: what was written just before may not have reached the server. */
     onDisconnect(): void {
@@ -193,16 +216,13 @@ export function createOutbox({
       if (resend.length === 0) return;
       log.info({ answers: resend.length }, "answers written after reconnecting");
       queue.push(...resend);
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(flush);
-      }
+      schedule();
     },
     /** Resolves when everything handed over so far is written and acknowledged (or given up). */
     async drained(): Promise<void> {
-      while (scheduled || acking.size > 0) {
+      while (scheduled || pending.size > 0) {
         if (scheduled) await new Promise((resolve) => setImmediate(resolve));
-        await Promise.allSettled([...acking]);
+        await Promise.allSettled([...pending]);
       }
     },
   };

@@ -30,12 +30,13 @@ export interface XmppConnection {
   readonly state: ConnectionState;
   /** Sends a stanza; false when not connected (the stanza is not sent). */
   send(stanza: Element): boolean;
+  /** Writes stanzas as one socket write; resolves true once Node handed them to the kernel, false if it could not. */
+  writeBatch(stanzas: readonly Element[]): Promise<boolean>;
   /**
-   * Writes stanzas as one socket write. `inKernel`: the bytes were handed to the kernel before this returned
-   * (nothing was queued in the process), so they leave even if the process dies next; otherwise `written`
-   * resolves once they were (true) or could not be (false).
+   * null when nothing is queued in the process for the socket (a write now goes to the kernel at once), else
+   * a promise that resolves when the queue has drained or the socket closed.
    */
-  writeBatch(stanzas: readonly Element[]): { readonly inKernel: boolean; readonly written: Promise<boolean> };
+  whenIdle(): Promise<void> | null;
   start(): void;
   stop(): Promise<void>;
   on(event: "online", listener: () => void): void;
@@ -172,31 +173,33 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
       return true;
     },
     writeBatch(stanzas) {
-      const socket = client.socket as
-        | (NodeJS.WritableStream & { writableLength?: number })
-        | null
-        | undefined;
-      if (state !== "connected" || client.status !== "online" || !socket)
-        return { inKernel: false, written: Promise.resolve(false) };
+      const socket = client.socket as NodeJS.WritableStream | null | undefined;
+      if (state !== "connected" || client.status !== "online" || !socket) return Promise.resolve(false);
       let text = "";
       for (const stanza of stanzas) {
         const serialized = stanza.toString();
         if (log.isLevelEnabled("trace")) log.trace({ stanza: serialized }, "stanza out");
         text += serialized;
       }
-      // Node queues a write in the process while an earlier one is still being handed over; only an empty
-      // queue before and after means these bytes went to the kernel now (the TLS adapter does not say: queued).
-      const queuedBefore = socket.writableLength;
-      let resolveWritten: (ok: boolean) => void = () => {};
-      const written = new Promise<boolean>((resolve) => {
-        resolveWritten = resolve;
+      return new Promise<boolean>((resolve) => {
+        socket.write(text, (err?: Error | null) => {
+          if (err) log.warn({ err }, "send failed");
+          resolve(!err);
+        });
       });
-      socket.write(text, (err?: Error | null) => {
-        if (err) log.warn({ err }, "send failed");
-        resolveWritten(!err);
+    },
+    whenIdle() {
+      const socket = client.socket as (NodeJS.EventEmitter & { writableLength?: number }) | null | undefined;
+      if (!socket || (socket.writableLength ?? 0) === 0) return null;
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          socket.off("drain", done);
+          socket.off("close", done);
+          resolve();
+        };
+        socket.on("drain", done);
+        socket.on("close", done);
       });
-      const inKernel = queuedBefore === 0 && socket.writableLength === 0;
-      return { inKernel, written };
     },
     start() {
       void attempt();

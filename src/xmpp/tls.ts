@@ -91,6 +91,11 @@ export class TlsSocket extends EventEmitter {
     return false;
   }
 
+  /** Bytes queued in the process (TLS records not yet handed to the kernel), as net.Socket reports it. */
+  get writableLength(): number {
+    return this.#socket?.writableLength ?? 0;
+  }
+
   end(): this {
     this.#socket?.end();
     return this;
