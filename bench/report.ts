@@ -296,9 +296,25 @@ export function capacityComparisons(paths: PathResult[]): Comparison[] {
           )} vs ${fixed(floor?.redis?.roundTripsPerRequest ?? 0, 3)} round trips, ${fixed(
             service?.redis?.commandsPerRequest ?? 0,
             2,
-          )} vs ${fixed(floor?.redis?.commandsPerRequest ?? 0, 2)} commands per request)`,
+          )} vs ${fixed(floor?.redis?.commandsPerRequest ?? 0, 2)} commands per request)${ceiling(
+            serviceRedis,
+            floorRedis,
+          )}`,
   });
   return comparisons;
+}
+
+/**
+ * The domain's ceiling: all replicas of a domain share one Redis (one hash-tag slot on a Cluster), so one Redis
+ * core carries at most 1 / (Redis CPU per request) requests per second, however many replicas run. On 2 cores
+ * replicas saturate the machine before Redis does, so the ceiling is read off the per-request cost, not reached.
+ */
+function ceiling(serviceRedisMicros: number | null, floorRedisMicros: number | null): string {
+  if (!serviceRedisMicros || !floorRedisMicros) return "";
+  const perCore = (micros: number) => fixed(1e6 / micros, 0);
+  return `; the domain's ceiling: ${perCore(serviceRedisMicros)} req/s per Redis core vs the floor's ${perCore(
+    floorRedisMicros,
+  )}`;
 }
 
 /** The comparisons and the memory per record, as the Markdown shows them. */
