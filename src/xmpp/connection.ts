@@ -189,16 +189,20 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
       });
     },
     whenIdle() {
-      const socket = client.socket as (NodeJS.EventEmitter & { writableLength?: number }) | null | undefined;
+      const socket = client.socket as
+        | (NodeJS.WritableStream & NodeJS.EventEmitter & { writableLength?: number })
+        | null
+        | undefined;
       if (!socket || (socket.writableLength ?? 0) === 0) return null;
+      // 'drain' comes only after a write that passed the high-water mark: an empty write queued behind the
+      // others calls back once they all reached the kernel (or failed), whatever their size.
       return new Promise<void>((resolve) => {
         const done = () => {
-          socket.off("drain", done);
           socket.off("close", done);
           resolve();
         };
-        socket.on("drain", done);
         socket.on("close", done);
+        socket.write("", done);
       });
     },
     start() {
