@@ -14,6 +14,7 @@ import { createSweeper } from "./proxy/sweeper.js";
 import { createTracker, NO_TRACKER } from "./recovery/tracker.js";
 import { openStore, waitForStore } from "./store/open.js";
 import { storeTtls } from "./store/types.js";
+import { createTurnWrites } from "./util/turn-writes.js";
 import { type ConnectionState, createXmppConnection, type XmppConnection } from "./xmpp/connection.js";
 import { normalizeBare } from "./xmpp/jid.js";
 
@@ -43,7 +44,9 @@ export async function startService(
     },
     "starting",
   );
-  const opened = openStore(config, log);
+  // One socket write per turn for the XMPP link and each Redis connection (util/turn-writes.ts).
+  const turnWrites = createTurnWrites();
+  const opened = openStore(config, log, turnWrites);
   const { store } = opened;
   const jat = createJat({ domain, keys: config.jatKeys });
   let connectionState: () => ConnectionState = () => "down";
@@ -65,6 +68,7 @@ export async function startService(
     store,
     writeBatch: (stanzas) => writeBatch(stanzas),
     whenIdle: () => whenIdle(),
+    flushTurn: turnWrites.flush,
     connected: () => connectionState() === "connected",
     lastInput: () => lastInput,
     clock,
@@ -117,6 +121,7 @@ export async function startService(
     ...config.xmpp,
     backoff: config.reconnect,
     log,
+    turnWrites,
     onStanza: (stanza) => {
       lastInput = clock();
       inbound(stanza);

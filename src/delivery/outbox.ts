@@ -38,6 +38,8 @@ export interface OutboxDeps {
   writeBatch: (stanzas: readonly Element[]) => Promise<boolean>;
   /** null when no earlier write waits in the process, else when it has reached the kernel (connection.ts). */
   whenIdle: () => Promise<void> | null;
+  /** Writes what this event-loop turn has batched so far (util/turn-writes.ts). */
+  flushTurn: () => void;
   /** Whether the XMPP link is up. */
   connected: () => boolean;
   /** When data was last received on the XMPP link. */
@@ -68,6 +70,7 @@ export function createOutbox({
   store,
   writeBatch,
   whenIdle,
+  flushTurn,
   connected,
   lastInput,
   clock,
@@ -146,6 +149,8 @@ export function createOutbox({
       queue = [];
       return;
     }
+    // What this turn batched so far goes first; the two writes below are not held back.
+    flushTurn();
     // Bytes of an earlier write still wait in the process: these would queue behind them and die with it.
     const idle = whenIdle();
     if (idle) {

@@ -4,6 +4,7 @@
  */
 import type { Logger } from "pino";
 import type { Config } from "../config.js";
+import type { TurnWrites } from "../util/turn-writes.js";
 import { createKeys } from "./keys.js";
 import { createMemoryStore } from "./memory.js";
 import { createRedisStore } from "./redis.js";
@@ -20,7 +21,8 @@ export interface OpenedStore {
   onReconnect(fn: () => void): void;
 }
 
-export function openStore(config: Config, log: Logger): OpenedStore {
+/** `turnWrites`: the Redis connections batch their writes per event-loop turn (util/turn-writes.ts). */
+export function openStore(config: Config, log: Logger, turnWrites?: TurnWrites): OpenedStore {
   const ttls = storeTtls(config.iqTimeoutMs);
   const limits = { perRequester: config.limits.pendingPerRequester, total: config.limits.pendingTotal };
   if (!config.redis)
@@ -31,7 +33,7 @@ export function openStore(config: Config, log: Logger): OpenedStore {
       onReconnect: () => {},
     };
   // Single, Cluster or Sentinel: the same store, every key of the domain in one slot.
-  const redis = createRedisClient({ ...config.redis, log });
+  const redis = createRedisClient({ ...config.redis, log, turnWrites });
   return {
     store: createRedisStore({
       redis,

@@ -5,6 +5,7 @@
  */
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
+import type { CorkableStream, TurnWrites } from "../util/turn-writes.js";
 import { explainRedisError, type RedisProblem } from "./redis-problem.js";
 
 export interface RedisNode {
@@ -57,12 +58,25 @@ const FAIL_FAST = {
   enableReadyCheck: true,
 } satisfies RedisOptions;
 
-export function createRedisClient(options: ClusterTarget & { log: Logger }): Cluster;
-export function createRedisClient(options: (SingleTarget | SentinelTarget) & { log: Logger }): Redis;
-export function createRedisClient(options: RedisTarget & { log: Logger }): Redis | Cluster;
-export function createRedisClient(options: RedisTarget & { log: Logger }): Redis | Cluster {
+/** `turnWrites`: every connection to Redis batches its writes per event-loop turn (util/turn-writes.ts). */
+type ClientOptions = { log: Logger; turnWrites?: TurnWrites };
+
+export function createRedisClient(options: ClusterTarget & ClientOptions): Cluster;
+export function createRedisClient(options: (SingleTarget | SentinelTarget) & ClientOptions): Redis;
+export function createRedisClient(options: RedisTarget & ClientOptions): Redis | Cluster;
+export function createRedisClient(options: RedisTarget & ClientOptions): Redis | Cluster {
   const client = build(options);
   watch(client, options.log);
+  const { turnWrites } = options;
+  if (turnWrites) {
+    // ioredis makes a new stream on every (re)connect; a Cluster has one connection per node.
+    const batch = (connection: Redis) =>
+      connection.on("connect", () =>
+        turnWrites.register((connection as unknown as { stream: CorkableStream }).stream),
+      );
+    if (client instanceof Cluster) client.on("+node", batch);
+    else batch(client);
+  }
   return client;
 }
 

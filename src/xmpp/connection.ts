@@ -9,6 +9,7 @@ import { EventEmitter } from "node:events";
 import { component, xml } from "@xmpp/component";
 import type { Element } from "@xmpp/xml";
 import type { Logger } from "pino";
+import type { CorkableStream, TurnWrites } from "../util/turn-writes.js";
 import { type BackoffSettings, failureDelay, standbyDelay } from "./backoff.js";
 import { type TlsSettings, useTls } from "./tls.js";
 
@@ -56,6 +57,8 @@ export interface ConnectionDeps {
   onFatal: (condition: string) => void;
   /** `xmpps://`: TLS from the first byte, certificate verified (see tls.ts); null or absent: plain TCP. */
   tls?: TlsSettings | null;
+  /** Batches the link's writes per event-loop turn (util/turn-writes.ts). */
+  turnWrites?: TurnWrites;
 }
 
 export { xml };
@@ -111,6 +114,7 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
     // behind an unacknowledged segment (up to the peer's delayed-ACK time, 40 ms on Linux), it would die with a
     // replica killed meanwhile, whose close resets the connection and discards what it had not yet sent.
     client.socket?.setNoDelay(true);
+    if (client.socket) deps.turnWrites?.register(client.socket as unknown as CorkableStream);
     log.info({ server: service, domain }, "connected to the XMPP server");
     setState("connected");
     events.emit("online");

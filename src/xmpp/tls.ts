@@ -115,6 +115,19 @@ export class TlsSocket extends EventEmitter {
     this.#socket?.setNoDelay(noDelay);
     return this;
   }
+
+  /** Batching of writes (util/turn-writes.ts), passed to the TLS socket. */
+  cork(): void {
+    this.#socket?.cork();
+  }
+
+  uncork(): void {
+    this.#socket?.uncork();
+  }
+
+  get destroyed(): boolean {
+    return this.#socket?.destroyed ?? true;
+  }
 }
 
 /** OpenSSL's verification results that mean "no trusted CA signed this chain". */
