@@ -506,7 +506,7 @@ async function main(): Promise<number> {
     machine,
     paths: results,
     failures: shared.failures,
-    targets: evaluateTargets(results, settings),
+    targets: evaluateTargets(results, settings, memoryRecords),
     comparisons: capacityComparisons(results),
     memoryRecords,
   };
