@@ -29,6 +29,13 @@ export interface TcpProxy {
   readonly cuts: readonly Cut[];
   /** Destroys both sockets of every open link; returns how many links were cut. */
   cut(): number;
+  /**
+   * Stops reading what the clients (services) write, as a server too busy to read its sockets would: their
+   * writes fill the kernel's buffers, then their own processes' queues. Links accepted meanwhile stall too.
+   */
+  stall(): void;
+  /** Reads again. */
+  resume(): void;
   /** Stops listening and cuts every link. */
   close(): Promise<void>;
 }
@@ -41,8 +48,11 @@ interface Link {
   readonly towardClient: Buffer[];
 }
 
-/** Relays `from` to `to`, keeping each chunk in `unwritten` until its write completes; honours backpressure. */
-function relay(from: Socket, to: Socket, unwritten: Buffer[]): void {
+/**
+ * Relays `from` to `to`, keeping each chunk in `unwritten` until its write completes; honours backpressure, and
+ * does not read while `stalled()`.
+ */
+function relay(from: Socket, to: Socket, unwritten: Buffer[], stalled: () => boolean = () => false): void {
   from.on("data", (chunk: Buffer) => {
     unwritten.push(chunk);
     const more = to.write(chunk, (err) => {
@@ -50,7 +60,9 @@ function relay(from: Socket, to: Socket, unwritten: Buffer[]): void {
     });
     if (!more) {
       from.pause();
-      to.once("drain", () => from.resume());
+      to.once("drain", () => {
+        if (!stalled()) from.resume();
+      });
     }
   });
   from.on("end", () => to.end());
@@ -60,6 +72,7 @@ export async function startTcpProxy(targetPort: number, targetHost = "127.0.0.1"
   const links = new Set<Link>();
   const cuts: Cut[] = [];
   let accepted = 0;
+  let stalled = false;
 
   const drop = (link: Link) => {
     if (!links.delete(link)) return;
@@ -84,7 +97,8 @@ export async function startTcpProxy(targetPort: number, targetHost = "127.0.0.1"
         if (near.destroyed && far.destroyed) links.delete(link);
       });
     }
-    relay(near, far, link.towardTarget);
+    relay(near, far, link.towardTarget, () => stalled);
+    if (stalled) near.pause();
     relay(far, near, link.towardClient);
   });
 
@@ -117,6 +131,14 @@ export async function startTcpProxy(targetPort: number, targetHost = "127.0.0.1"
       });
       for (const link of cutting) drop(link);
       return cutting.length;
+    },
+    stall() {
+      stalled = true;
+      for (const link of links) link.near.pause();
+    },
+    resume() {
+      stalled = false;
+      for (const link of links) link.near.resume();
     },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
