@@ -169,6 +169,7 @@ export function createOutbox({
     // An unacknowledged answer that waited past this replica's part of its lease is the sweep's now.
     const batch = queue.filter((item) => item.acked || item.until > now);
     queue = [];
+    if (batch.length === 0) return;
     for (const item of batch) item.writtenAt = now;
     // 1. The acknowledgement, then 2. the answers as one write, in this synchronous step (see the header).
     acknowledge(batch);
