@@ -42,6 +42,12 @@ export interface CapacityOptions {
    * or the Redis floor (the minimal component with a SET and a GETDEL per request on `redis`).
    */
   component?: "service" | "minimal" | "floor";
+  /**
+   * What the fake requesters send: IQ requests (the default), or messages (RFC 6121 section 5) that the fake
+   * resource answers with a message of the same id to the address it came from, `domain/<token>`: one round
+   * is then a message in and a message out through the service, as an IQ round is a request and its answer.
+   */
+  stanza?: "iq" | "message";
 }
 
 /**
@@ -140,7 +146,11 @@ interface FakeServer {
   close(): Promise<void>;
 }
 
-async function startFakeServer(requesters: number, window: number): Promise<FakeServer> {
+async function startFakeServer(
+  requesters: number,
+  window: number,
+  stanza: "iq" | "message",
+): Promise<FakeServer> {
   const secret = randomBytes(12).toString("hex");
   let socket: Socket | null = null;
   let markOnline: () => void = () => {};
@@ -171,7 +181,10 @@ async function startFakeServer(requesters: number, window: number): Promise<Fake
   const request = (k: number) => {
     const id = `c${tag}${k}-${seq++}`;
     inFlight.set(id, performance.now());
-    out += `<iq type="get" id="${id}" from="req${k}@localhost/bench" to="${DOMAIN}"><echo xmlns="${NS_ECHO}">x</echo></iq>`;
+    out +=
+      stanza === "message"
+        ? `<message type="chat" id="${id}" from="req${k}@localhost/bench" to="${DOMAIN}"><body>x</body></message>`
+        : `<iq type="get" id="${id}" from="req${k}@localhost/bench" to="${DOMAIN}"><echo xmlns="${NS_ECHO}">x</echo></iq>`;
   };
   const presences = () => RESOURCES.map((r) => `<presence from="${TARGET}/${r}" to="${DOMAIN}"/>`).join("");
 
@@ -196,9 +209,16 @@ async function startFakeServer(requesters: number, window: number): Promise<Fake
         out += `<presence type="subscribed" from="${TARGET}" to="${DOMAIN}"/>`;
       return;
     }
-    if (name !== "iq") return;
+    if (name !== "iq" && name !== "message") return;
     const { type, id = "", to = "", from = "" } = attrs;
-    if (type === "get" || type === "set") {
+    if (name === "message" && to.startsWith(`${TARGET}/`)) {
+      // A message forwarded to a resource: the implementing client writes back to the address it came from.
+      const resource = to.slice(to.indexOf("/") + 1);
+      if (counting) byResource[resource] = (byResource[resource] ?? 0) + 1;
+      out += `<message type="chat" id="${id}" from="${to}" to="${from}"><body>x</body></message>`;
+      return;
+    }
+    if (name === "iq" && (type === "get" || type === "set")) {
       // A request forwarded to a resource: the implementing client answers at once.
       const resource = to.slice(to.indexOf("/") + 1);
       if (counting) byResource[resource] = (byResource[resource] ?? 0) + 1;
@@ -329,7 +349,7 @@ async function startFakeServer(requesters: number, window: number): Promise<Fake
 export async function runCapacity(opts: CapacityOptions): Promise<Measurement> {
   const kind = opts.component ?? "service";
   if (kind === "floor" && !opts.redis) throw new Error("the Redis floor needs Redis");
-  const fake = await startFakeServer(opts.requesters, opts.window);
+  const fake = await startFakeServer(opts.requesters, opts.window, opts.stanza ?? "iq");
   const closeFake = onCleanup("fake XMPP server", () => fake.close());
   try {
     if (opts.redis) await opts.redis.probe.flush();

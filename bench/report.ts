@@ -262,7 +262,22 @@ export function evaluateTargets(
       status: lines.every((line) => line.ratio <= 1.2) ? "met" : "missed",
       detail: `random ${fixed(base, 1)} us; ${lines
         .map(({ path, ratio }) => `${path.balance} ${fixed(ratio, 2)}x`)
-        .join("; ")} (messages and requests from the implementing client have no bench path yet)`,
+        .join("; ")}`,
+    });
+  }
+  const messages = byId.get("capacity-redis-messages");
+  if (baseline?.component && messages?.component) {
+    const ratio = messages.component.cpuMicrosPerRequest / baseline.component.cpuMicrosPerRequest;
+    targets.push({
+      name: "Messages: service CPU per message in and out <= 1.2x an IQ request and its answer (capacity mode)",
+      status: ratio <= 1.2 ? "met" : "missed",
+      detail: `${fixed(messages.component.cpuMicrosPerRequest, 1)} vs ${fixed(
+        baseline.component.cpuMicrosPerRequest,
+        1,
+      )} us: ${fixed(ratio, 2)}x (${fixed(messages.redis?.commandsPerRequest ?? 0, 2)} Redis commands and ${fixed(
+        messages.redis?.roundTripsPerRequest ?? 0,
+        3,
+      )} round trips per message pair; requests from the implementing client have no bench path yet)`,
     });
   }
   return targets;
@@ -274,7 +289,12 @@ export function evaluateTargets(
  */
 function balancingPaths(paths: PathResult[]): { baseline: PathResult | null; strategies: PathResult[] } {
   const capacity = paths.filter(
-    (path) => path.server === "fake" && path.via === "service" && path.store === "redis" && path.redis,
+    (path) =>
+      path.server === "fake" &&
+      path.via === "service" &&
+      path.store === "redis" &&
+      path.redis &&
+      path.id !== "capacity-redis-messages",
   );
   const strategies = capacity.filter((path) => path.balance !== null && path.balance !== "random");
   const baseline = capacity.find((path) => path.balance === "random") ?? null;

@@ -6,6 +6,7 @@
  *   prosody-direct, prosody-minimal, prosody-minimal-token, prosody-redis, prosody-memory,
  *   ejabberd-direct, ejabberd-minimal, ejabberd-redis-1, ejabberd-redis-2,
  *   capacity-redis, capacity-memory (one replica against a fake XMPP server: bench/capacity.ts),
+ *   capacity-redis-messages (capacity-redis with messages in and out instead of IQ requests and answers),
  *   capacity-redis-round-robin, capacity-redis-least-pending, capacity-redis-sticky (capacity-redis with
  *   BALANCE set: what each balancing strategy costs per request next to the default, random),
  *   capacity-minimal (the minimal component against the same fake server and load: the service's CPU per
@@ -75,6 +76,7 @@ type PathId =
   | "capacity-redis-round-robin"
   | "capacity-redis-least-pending"
   | "capacity-redis-sticky"
+  | "capacity-redis-messages"
   | "capacity-minimal"
   | "capacity-floor";
 
@@ -128,6 +130,15 @@ const PATHS: Record<PathId, PathInfo> = {
   "capacity-redis-round-robin": strategy("round-robin"),
   "capacity-redis-least-pending": strategy("least-pending"),
   "capacity-redis-sticky": strategy("sticky"),
+  // Messages in and out instead of IQ requests (RFC 6121 section 5): the service address in both directions.
+  "capacity-redis-messages": info(
+    "capacity-redis-messages",
+    "capacity: 1 replica, Redis, messages",
+    "fake",
+    "service",
+    "redis",
+    1,
+  ),
   // Baselines at capacity: the minimal component, and the same with the Redis floor (store "redis": its Redis is
   // measured).
   "capacity-minimal": info("capacity-minimal", "capacity: minimal component", "fake", "minimal", null, 1),
@@ -485,6 +496,7 @@ async function main(): Promise<number> {
             window: settings.capacityWindow,
             env: replicaEnv(PATHS[id]),
             component: capacityComponent(PATHS[id]),
+            stanza: id === "capacity-redis-messages" ? "message" : "iq",
           }),
         );
       }
