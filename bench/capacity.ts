@@ -16,11 +16,12 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
+import { createJat } from "../src/jat/token.js";
 import { until } from "../test/integration/helpers.js";
 import { onCleanup } from "./cleanup.js";
 import { type Measurement, measure } from "./measure.js";
 import type { RedisProbe } from "./redis-stats.js";
-import { startMinimal, startReplica } from "./services.js";
+import { JAT_KEYS, startMinimal, startReplica } from "./services.js";
 import { Samples } from "./stats.js";
 
 const DOMAIN = "proxy.localhost";
@@ -47,8 +48,21 @@ export interface CapacityOptions {
    * resource answers with a message of the same id to the address it came from, `domain/<token>`: one round
    * is then a message in and a message out through the service, as an IQ round is a request and its answer.
    */
-  stanza?: "iq" | "message";
+  stanza?: "iq" | "message" | "request-out";
 }
+
+/**
+ * The requests of `request-out`: the fake resources r1 and r2 ask the fake requesters through the service, at
+ * `domain/<token>` (README, "Requests from the implementing client"); the tokens are signed with the replicas'
+ * JAT key (services.ts), as the service itself would have handed them out.
+ */
+const jat = (() => {
+  const colon = JAT_KEYS.indexOf(":");
+  return createJat({
+    domain: DOMAIN,
+    keys: [{ kid: JAT_KEYS.slice(0, colon), secret: Buffer.from(JAT_KEYS.slice(colon + 1), "utf8") }],
+  });
+})();
 
 /**
  * Splits a stream into its top-level elements. Enough for what xmpp.js (ltx) writes: no comments or CDATA,
@@ -149,7 +163,7 @@ interface FakeServer {
 async function startFakeServer(
   requesters: number,
   window: number,
-  stanza: "iq" | "message",
+  stanza: "iq" | "message" | "request-out",
 ): Promise<FakeServer> {
   const secret = randomBytes(12).toString("hex");
   let socket: Socket | null = null;
@@ -172,6 +186,9 @@ async function startFakeServer(
   let seq = 0;
   // Unique across rounds: the service's tombstones are keyed by requester and id.
   const tag = randomBytes(3).toString("hex");
+  /** Requester k of an id `c<tag><k>-<n>`: the next request goes out from the same requester (or for it). */
+  const requesterOf = (id: string) => Number(id.slice(1 + tag.length, id.indexOf("-")));
+  const tokens: string[] = [];
   const inFlight = new Map<string, number>();
   const latency = new Samples();
   const pings = new Map<string, (type: string) => void>();
@@ -181,6 +198,16 @@ async function startFakeServer(
   const request = (k: number) => {
     const id = `c${tag}${k}-${seq++}`;
     inFlight.set(id, performance.now());
+    if (stanza === "request-out") {
+      // The fake requester's answer comes back through the same branch that answers forwarded requests.
+      let token = tokens[k];
+      if (token === undefined) {
+        token = jat.sign(`req${k}@localhost/bench`) ?? "";
+        tokens[k] = token;
+      }
+      out += `<iq type="get" id="${id}" from="${TARGET}/${RESOURCES[k % RESOURCES.length]}" to="${DOMAIN}/${token}"><echo xmlns="${NS_ECHO}">x</echo></iq>`;
+      return;
+    }
     out +=
       stanza === "message"
         ? `<message type="chat" id="${id}" from="req${k}@localhost/bench" to="${DOMAIN}"><body>x</body></message>`
@@ -243,7 +270,7 @@ async function startFakeServer(
         errorConditions[condition ?? "unknown"] = (errorConditions[condition ?? "unknown"] ?? 0) + 1;
       }
     }
-    if (sending) request(Number(to.slice(3, to.indexOf("@"))));
+    if (sending) request(requesterOf(id));
     else if (inFlight.size === 0) drained?.();
   };
 

@@ -7,6 +7,7 @@
  *   ejabberd-direct, ejabberd-minimal, ejabberd-redis-1, ejabberd-redis-2,
  *   capacity-redis, capacity-memory (one replica against a fake XMPP server: bench/capacity.ts),
  *   capacity-redis-messages (capacity-redis with messages in and out instead of IQ requests and answers),
+ *   capacity-redis-requests-out (requests of the resources to domain/<token>, answered by the requesters),
  *   capacity-redis-round-robin, capacity-redis-least-pending, capacity-redis-sticky (capacity-redis with
  *   BALANCE set: what each balancing strategy costs per request next to the default, random),
  *   capacity-minimal (the minimal component against the same fake server and load: the service's CPU per
@@ -77,6 +78,7 @@ type PathId =
   | "capacity-redis-least-pending"
   | "capacity-redis-sticky"
   | "capacity-redis-messages"
+  | "capacity-redis-requests-out"
   | "capacity-minimal"
   | "capacity-floor";
 
@@ -134,6 +136,15 @@ const PATHS: Record<PathId, PathInfo> = {
   "capacity-redis-messages": info(
     "capacity-redis-messages",
     "capacity: 1 replica, Redis, messages",
+    "fake",
+    "service",
+    "redis",
+    1,
+  ),
+  // Requests of the implementing client to domain/<token>, answered by the requester (the other direction).
+  "capacity-redis-requests-out": info(
+    "capacity-redis-requests-out",
+    "capacity: 1 replica, Redis, requests from the resources",
     "fake",
     "service",
     "redis",
@@ -496,7 +507,12 @@ async function main(): Promise<number> {
             window: settings.capacityWindow,
             env: replicaEnv(PATHS[id]),
             component: capacityComponent(PATHS[id]),
-            stanza: id === "capacity-redis-messages" ? "message" : "iq",
+            stanza:
+              id === "capacity-redis-messages"
+                ? "message"
+                : id === "capacity-redis-requests-out"
+                  ? "request-out"
+                  : "iq",
           }),
         );
       }
