@@ -71,6 +71,12 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
   client.removeAllListeners("element");
 
   let state: ConnectionState = "down";
+  /** The link's socket (net.Socket, or tls.ts's adapter), for the writes the outbox makes itself. */
+  const linkSocket = () =>
+    client.socket as
+      | (NodeJS.WritableStream & NodeJS.EventEmitter & { writableLength: number })
+      | null
+      | undefined;
   let failures = 0;
   let refusedWithConflict = false;
   let standbyLogged = false;
@@ -177,7 +183,7 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
       return true;
     },
     writeBatch(stanzas) {
-      const socket = client.socket as NodeJS.WritableStream | null | undefined;
+      const socket = linkSocket();
       if (state !== "connected" || client.status !== "online" || !socket) return Promise.resolve(false);
       let text = "";
       for (const stanza of stanzas) {
@@ -193,11 +199,8 @@ export function createXmppConnection(deps: ConnectionDeps): XmppConnection {
       });
     },
     whenIdle() {
-      const socket = client.socket as
-        | (NodeJS.WritableStream & NodeJS.EventEmitter & { writableLength?: number })
-        | null
-        | undefined;
-      if (!socket || (socket.writableLength ?? 0) === 0) return null;
+      const socket = linkSocket();
+      if (!socket || socket.writableLength === 0) return null;
       // 'drain' comes only after a write that passed the high-water mark: an empty write queued behind the
       // others calls back once they all reached the kernel (or failed), whatever their size.
       return new Promise<void>((resolve) => {
