@@ -131,6 +131,22 @@ export function evaluateTargets(
     });
   }
 
+  // 2b. About 2,000 requests/s offered evenly (capacity-redis-2000: each request wakes the replica on its own):
+  // the service's CPU per request <= 1.5x its figure at capacity (capacity-redis), same run.
+  const paced = byId.get("capacity-redis-2000");
+  const saturated = byId.get("capacity-redis");
+  if (paced?.component && saturated?.component && saturated.component.cpuMicrosPerRequest > 0) {
+    const ratio = paced.component.cpuMicrosPerRequest / saturated.component.cpuMicrosPerRequest;
+    targets.push({
+      name: "Service CPU per request at about 2,000 req/s <= 1.5x its figure at capacity",
+      status: ratio <= 1.5 ? "met" : "missed",
+      detail: `${fixed(paced.component.cpuMicrosPerRequest, 1)} us at ${fixed(paced.requestsPerSecond, 0)} req/s vs ${fixed(
+        saturated.component.cpuMicrosPerRequest,
+        1,
+      )} us at capacity (${fixed(saturated.requestsPerSecond, 0)} req/s): ${fixed(ratio, 2)}x (limit 1.5x)`,
+    });
+  }
+
   // 3. End to end through Prosody, 64 requests in flight: >= 0.95x the minimal component's requests/s, with
   // Redis and with the in-process store.
   const minimal = byId.get("prosody-minimal");
@@ -286,8 +302,8 @@ function balancingPaths(paths: PathResult[]): { baseline: PathResult | null; str
       path.via === "service" &&
       path.store === "redis" &&
       path.redis &&
-      path.id !== "capacity-redis-messages" &&
-      path.id !== "capacity-redis-requests-out",
+      path.replicas === 1 &&
+      !["capacity-redis-messages", "capacity-redis-requests-out", "capacity-redis-2000"].includes(path.id),
   );
   const strategies = capacity.filter((path) => path.balance !== null && path.balance !== "random");
   const baseline = capacity.find((path) => path.balance === "random") ?? null;
@@ -362,7 +378,42 @@ export function capacityComparisons(paths: PathResult[]): Comparison[] {
             floorRedis,
           )}`,
   });
+  comparisons.push(measuredCeiling(paths, service ?? null, floorRedis));
   return comparisons;
+}
+
+/**
+ * The domain's ceiling as measured with several replicas on one Redis (capacity-redis-N-replicas): requests/s
+ * over the Redis cores busy, beside one replica's and the floor's. Its ratio: the service's requests per Redis
+ * core with the most replicas that ran, as a share of the floor's.
+ */
+function measuredCeiling(
+  paths: PathResult[],
+  single: PathResult | null,
+  floorRedis: number | null,
+): Comparison {
+  const several = paths.filter(
+    (path) => path.server === "fake" && path.via === "service" && path.store === "redis" && path.replicas > 1,
+  );
+  const perCore = (micros: number | null) => (micros ? 1e6 / micros : null);
+  const line = (path: PathResult) =>
+    `${path.replicas} replica${path.replicas > 1 ? "s" : ""}: ${fixed(path.requestsPerSecond, 0)} req/s with Redis ${fixed(
+      path.cores.redis ?? 0,
+      2,
+    )} cores busy = ${fixed(perCore(redisMicros(path)) ?? 0, 0)} req/s per Redis core`;
+  const most = several.at(-1) ?? null;
+  const mostPerCore = most ? perCore(redisMicros(most)) : null;
+  const floorPerCore = perCore(floorRedis);
+  return {
+    name: "the domain's ceiling, requests/s per Redis core, vs the floor's",
+    ratio: mostPerCore !== null && floorPerCore ? mostPerCore / floorPerCore : null,
+    detail:
+      several.length === 0
+        ? "not measured: no path with several replicas ran (capacity-redis-2-replicas, capacity-redis-4-replicas)"
+        : `${[...(single ? [single] : []), ...several].map(line).join("; ")}; the floor: ${
+            floorPerCore === null ? "-" : fixed(floorPerCore, 0)
+          } req/s per Redis core. Every replica and Redis share the machine's cores: Redis is not saturated here, its cost per request is what sets the ceiling`,
+  };
 }
 
 /**

@@ -10,6 +10,9 @@
  *   capacity-redis-requests-out (requests of the resources to domain/<token>, answered by the requesters),
  *   capacity-redis-round-robin, capacity-redis-least-pending, capacity-redis-sticky (capacity-redis with
  *   BALANCE set: what each balancing strategy costs per request next to the default, random),
+ *   capacity-redis-2000 (one replica, 2,000 requests/s offered evenly: the cost of a request that wakes the
+ *   replica on its own; capacity-minimal-2000 the same for the minimal component), capacity-redis-2-replicas, capacity-redis-4-replicas (replicas sharing one Redis, the
+ *   fake server sending each stanza to the next: the domain's ceiling per Redis core),
  *   capacity-minimal (the minimal component against the same fake server and load: the service's CPU per
  *   request at capacity against the least a component does), capacity-floor (the minimal component with one
  *   Redis SET per request and one GETDEL per answer: the least Redis work of any correlating proxy),
@@ -79,6 +82,10 @@ type PathId =
   | "capacity-redis-sticky"
   | "capacity-redis-messages"
   | "capacity-redis-requests-out"
+  | "capacity-redis-2000"
+  | "capacity-minimal-2000"
+  | "capacity-redis-2-replicas"
+  | "capacity-redis-4-replicas"
   | "capacity-minimal"
   | "capacity-floor";
 
@@ -150,6 +157,40 @@ const PATHS: Record<PathId, PathInfo> = {
     "redis",
     1,
   ),
+  // Far from capacity: 2,000 requests/s offered evenly (an open load), each request waking the replica on its own.
+  "capacity-redis-2000": info(
+    "capacity-redis-2000",
+    "capacity: 1 replica, Redis, 2,000 req/s offered",
+    "fake",
+    "service",
+    "redis",
+    1,
+  ),
+  "capacity-minimal-2000": info(
+    "capacity-minimal-2000",
+    "capacity: minimal component, 2,000 req/s offered",
+    "fake",
+    "minimal",
+    null,
+    1,
+  ),
+  // The domain's ceiling: several replicas on one Redis, the fake server sending each stanza to the next one.
+  "capacity-redis-2-replicas": info(
+    "capacity-redis-2-replicas",
+    "capacity: 2 replicas, one Redis",
+    "fake",
+    "service",
+    "redis",
+    2,
+  ),
+  "capacity-redis-4-replicas": info(
+    "capacity-redis-4-replicas",
+    "capacity: 4 replicas, one Redis",
+    "fake",
+    "service",
+    "redis",
+    4,
+  ),
   // Baselines at capacity: the minimal component, and the same with the Redis floor (store "redis": its Redis is
   // measured).
   "capacity-minimal": info("capacity-minimal", "capacity: minimal component", "fake", "minimal", null, 1),
@@ -179,6 +220,9 @@ const SMOKE: RunId[] = [
   // One strategy besides random: BALANCE reaches the replica and the balancing table and target are written.
   // least-pending, because it adds work to both scripts of a request (forward and claim).
   "capacity-redis-least-pending",
+  // The open load and the fake server with two component links.
+  "capacity-redis-2000",
+  "capacity-redis-2-replicas",
   // The baselines at capacity and the memory per record: 2-4 s each.
   "memory-records",
   "capacity-minimal",
@@ -507,6 +551,8 @@ async function main(): Promise<number> {
             window: settings.capacityWindow,
             env: replicaEnv(PATHS[id]),
             component: capacityComponent(PATHS[id]),
+            replicas: PATHS[id].replicas,
+            ...(id.endsWith("-2000") ? { rate: 2000 } : {}),
             stanza:
               id === "capacity-redis-messages"
                 ? "message"
