@@ -379,6 +379,12 @@ export function storeSuite(name: string, make: MakeStore): void {
         await expired(s, T0 + 5_000, 10);
         assert.equal(await s.pendingCount(), 0);
         assert.equal((await from("u@example.org/again", "6")).status, "forwarded", "timeouts free the count");
+        assert.equal((await from("w@example.org/x", "7")).status, "forwarded");
+        assert.equal(
+          (await from("w@example.org/y", "8")).status,
+          "forwarded",
+          "a request refused for the total did not count for its requester",
+        );
       } finally {
         await limited.cleanup();
       }

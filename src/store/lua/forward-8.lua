@@ -41,17 +41,27 @@ if #names == 0 then
   end
   return { "no-resource" }
 end
-if tonumber(redis.call("HGET", counts, ARGV[12]) or "0") >= tonumber(ARGV[13]) then
+-- The requester's count is raised first (one command instead of a read and a write) and lowered again when the
+-- request is not recorded after all.
+local function uncount()
+  if redis.call("HINCRBY", counts, ARGV[12], -1) <= 0 then redis.call("HDEL", counts, ARGV[12]) end
+end
+if redis.call("HINCRBY", counts, ARGV[12], 1) > tonumber(ARGV[13]) then
+  uncount()
   return { "limited", "requester" }
 end
 local indexed = redis.call("ZCARD", deadlines)
 if indexed >= tonumber(ARGV[14]) then
+  uncount()
   return { "limited", "total" }
 end
 local resource, skipped, moved = choose(names, { presence = KEYS[6], caps = KEYS[7], counts = counts, gone = KEYS[8] },
   { strategy = ARGV[15], highest = ARGV[16], pick = ARGV[6], requester = ARGV[1], namespace = ARGV[17],
     now = tonumber(ARGV[18]) })
-if resource == nil then return { "none", skipped } end
+if resource == nil then
+  uncount()
+  return { "none", skipped }
+end
 
 local gen = 0
 if f[1] == "replied" or f[1] == "timeout" then gen = tonumber(f[4] or "0") + 1 end
@@ -71,7 +81,6 @@ end
 redis.call("HSET", record, unpack(fields))
 redis.call("PEXPIRE", record, ARGV[8])
 redis.call("ZADD", deadlines, ARGV[5], ARGV[7])
-redis.call("HINCRBY", counts, ARGV[12], 1)
 if ARGV[19] == "1" or indexed == 0 then
   redis.call("PEXPIRE", deadlines, ARGV[9])
   redis.call("PEXPIRE", counts, ARGV[9])
