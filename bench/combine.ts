@@ -104,6 +104,7 @@ export function combine(rounds: Measurement[]): Measurement {
       serverCpuMicros: perRequestMean(rounds, (m) => m.perRequest.serverCpuMicros),
       serverWakeups: perRequestMean(rounds, (m) => m.perRequest.serverWakeups),
       componentWakeups: perRequestMean(rounds, (m) => m.perRequest.componentWakeups),
+      componentKernelMicros: perRequestMean(rounds, (m) => m.perRequest.componentKernelMicros),
       componentReads: perRequestMean(rounds, (m) => m.perRequest.componentReads),
       componentWrites: perRequestMean(rounds, (m) => m.perRequest.componentWrites),
     },

@@ -6,7 +6,14 @@
 import { cpus } from "node:os";
 import { sleep } from "../test/integration/helpers.js";
 import type { LoadResult } from "./load-protocol.js";
-import { machineTicks, memoryOf, totalCpuSeconds, totalSyscalls, totalWakeups } from "./proc.js";
+import {
+  machineTicks,
+  memoryOf,
+  totalCpuSeconds,
+  totalKernelSeconds,
+  totalSyscalls,
+  totalWakeups,
+} from "./proc.js";
 import type { RedisProbe, RedisWork } from "./redis-stats.js";
 import type { LatencySummary } from "./stats.js";
 
@@ -69,6 +76,8 @@ export interface Measurement {
     serverCpuMicros: number | null;
     serverWakeups: number | null;
     componentWakeups: number | null;
+    /** The proxy's CPU time in the kernel (stime), microseconds: part of ComponentUsage.cpuMicrosPerRequest. */
+    componentKernelMicros: number | null;
     componentReads: number | null;
     componentWrites: number | null;
   };
@@ -118,6 +127,7 @@ export async function measure(opts: MeasureOptions): Promise<Measurement> {
   // One reading of every counter the window compares, taken at its start and at its end.
   const sample = () => ({
     component: totalCpuSeconds(componentPids),
+    componentKernel: totalKernelSeconds(componentPids),
     server: totalCpuSeconds(serverPids),
     redis: totalCpuSeconds(redisPids),
     bench: selfCpu(),
@@ -202,6 +212,9 @@ export async function measure(opts: MeasureOptions): Promise<Measurement> {
       serverCpuMicros: serverPids.length > 0 ? perRequest((after.server - before.server) * 1e6) : null,
       serverWakeups: serverPids.length > 0 ? perRequest(after.serverWakeups - before.serverWakeups) : null,
       componentWakeups: component ? perRequest(after.componentWakeups - before.componentWakeups) : null,
+      componentKernelMicros: component
+        ? perRequest((after.componentKernel - before.componentKernel) * 1e6)
+        : null,
       componentReads: component ? perRequest(after.componentIo.reads - before.componentIo.reads) : null,
       componentWrites: component ? perRequest(after.componentIo.writes - before.componentIo.writes) : null,
     },

@@ -20,8 +20,8 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
-/** utime + stime of a process (all its threads), in seconds; null when it is gone. */
-export function cpuSeconds(pid: number): number | null {
+/** utime and stime of a process (all its threads), in seconds; null when it is gone. */
+function cpuTimes(pid: number): { user: number; system: number } | null {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -33,13 +33,26 @@ export function cpuSeconds(pid: number): number | null {
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
   if (!Number.isFinite(utime) || !Number.isFinite(stime)) return null;
-  return (utime + stime) / clockTicks();
+  return { user: utime / clockTicks(), system: stime / clockTicks() };
+}
+
+/** utime + stime of a process (all its threads), in seconds; null when it is gone. */
+export function cpuSeconds(pid: number): number | null {
+  const times = cpuTimes(pid);
+  return times === null ? null : times.user + times.system;
 }
 
 /** Sum of cpuSeconds over processes; gone ones count as 0. */
 export function totalCpuSeconds(pids: readonly number[]): number {
   let total = 0;
   for (const pid of pids) total += cpuSeconds(pid) ?? 0;
+  return total;
+}
+
+/** Sum of the processes' stime (CPU time in the kernel on their behalf: system calls, the TCP work they do). */
+export function totalKernelSeconds(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) total += cpuTimes(pid)?.system ?? 0;
   return total;
 }
 
