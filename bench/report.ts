@@ -143,7 +143,10 @@ export function evaluateTargets(
       detail: `${fixed(paced.component.cpuMicrosPerRequest, 1)} us at ${fixed(paced.requestsPerSecond, 0)} req/s vs ${fixed(
         saturated.component.cpuMicrosPerRequest,
         1,
-      )} us at capacity (${fixed(saturated.requestsPerSecond, 0)} req/s): ${fixed(ratio, 2)}x (limit 1.5x)`,
+      )} us at capacity (${fixed(saturated.requestsPerSecond, 0)} req/s): ${fixed(ratio, 2)}x (limit 1.5x)${minimalFactor(
+        byId.get("capacity-minimal-2000"),
+        byId.get("capacity-minimal"),
+      )}`,
     });
   }
 
@@ -289,6 +292,17 @@ export function evaluateTargets(
     });
   }
   return targets;
+}
+
+/** The same factor for the minimal component (capacity-minimal-2000 against capacity-minimal), when both ran. */
+function minimalFactor(paced: PathResult | undefined, saturated: PathResult | undefined): string {
+  const at = paced?.component?.cpuMicrosPerRequest;
+  const full = saturated?.component?.cpuMicrosPerRequest;
+  if (at === undefined || full === undefined || full <= 0) return "";
+  return `; the minimal component: ${fixed(at, 1)} us at ${fixed(paced?.requestsPerSecond ?? 0, 0)} req/s vs ${fixed(
+    full,
+    1,
+  )} us at capacity, ${fixed(at / full, 2)}x`;
 }
 
 /**
