@@ -67,13 +67,14 @@ export const PAYLOAD = (() => {
   return `${open}${"x".repeat(100 - open.length - close.length)}${close}`;
 })();
 
-interface MemoryReading {
+export interface MemoryReading {
   used: number;
   clients: number;
   backlog: number;
 }
 
-async function memory(admin: Redis): Promise<MemoryReading> {
+/** used_memory and the parts of it Redis sizes on its own (client buffers, replication backlog). */
+export async function memory(admin: Redis): Promise<MemoryReading> {
   // Redis trims idle client buffers in its cron (10 times a second): give it a moment.
   await sleep(300);
   const text = await admin.info("memory");
