@@ -21,7 +21,7 @@ import { onCleanup } from "./cleanup.js";
 import { DOMAIN, RESOURCES, startFakeServer, TARGET } from "./fake-server.js";
 import { type Measurement, measure } from "./measure.js";
 import type { RedisProbe } from "./redis-stats.js";
-import { startMinimal, startReplica } from "./services.js";
+import { startMinimal, startReplica, sumHeaps } from "./services.js";
 
 export interface CapacityOptions {
   redis: { url: string; probe: RedisProbe; pids: number[] } | null;
@@ -109,7 +109,7 @@ export async function runCapacity(opts: CapacityOptions): Promise<Measurement> {
         serverPids: [],
         redisPids: opts.redis?.pids ?? [],
         redis: probe,
-        ...(started.length === 1 && started[0]?.heapUsed ? { heapUsed: started[0].heapUsed } : {}),
+        ...(started.every((replica) => replica.heapUsed) ? { heapUsed: () => sumHeaps(started) } : {}),
         warmupSeconds: opts.warmupSeconds,
         seconds: opts.seconds,
         start: () => fake.startLoad(),

@@ -63,7 +63,7 @@ import {
   type Settings,
   writeResults,
 } from "./report.js";
-import { type Replica, startMinimal, startReplica, type XmppTarget } from "./services.js";
+import { type Replica, startMinimal, startReplica, sumHeaps, type XmppTarget } from "./services.js";
 
 type PathId =
   | "prosody-direct"
@@ -369,14 +369,6 @@ async function endToEnd(
   } finally {
     await closeLoad();
   }
-}
-
-/** The heap in use of all replicas, or null when one cannot be read. */
-async function sumHeaps(replicas: Replica[]): Promise<number | null> {
-  const heaps = await Promise.all(replicas.map((replica) => replica.heapUsed()));
-  return heaps.some((heap) => heap === null)
-    ? null
-    : heaps.reduce<number>((sum, heap) => sum + (heap ?? 0), 0);
 }
 
 /** Waits until requests to the proxy are answered by both resources of the implementing account. */

@@ -163,3 +163,13 @@ export async function startMinimal(
   }
   return { pid: child.pid ?? 0, stop };
 }
+
+/** The heap in use of all replicas, or null when one cannot be read. */
+export async function sumHeaps(
+  replicas: Array<{ heapUsed?: () => Promise<number | null> }>,
+): Promise<number | null> {
+  const heaps = await Promise.all(replicas.map((replica) => replica.heapUsed?.() ?? null));
+  return heaps.some((heap) => heap === null)
+    ? null
+    : heaps.reduce<number>((sum, heap) => sum + (heap ?? 0), 0);
+}
